@@ -1,0 +1,100 @@
+//! Settings both binaries take, with the flag and environment names of API.md, and the parsers
+//! for human-friendly values (`50MB`, `30s`).
+
+use std::time::Duration;
+
+/// Where the queue and the objects live: shared by `gateway` and `worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// Redis (standalone, Sentinel- or Cluster-managed) holding the queue and the results.
+    #[arg(
+        long,
+        env = "IMAGEPIPE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub redis_url: String,
+    /// Object storage: file://DIR for a local directory, s3://BUCKET[/PREFIX] for S3.
+    #[arg(
+        long,
+        env = "IMAGEPIPE_STORAGE",
+        default_value = "file://./data/objects"
+    )]
+    pub storage: String,
+    /// Endpoint of an S3-compatible server (MinIO, Garage...); path-style addressing is used.
+    #[arg(long, env = "IMAGEPIPE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Names the Redis keys, so several deployments can share one Redis.
+    #[arg(long, env = "IMAGEPIPE_QUEUE", default_value = "imagepipe")]
+    pub queue: String,
+    /// Refuse images (and frames) with more pixels than this, judged from the header.
+    #[arg(long, env = "IMAGEPIPE_MAX_PIXELS", default_value_t = 100_000_000)]
+    pub max_pixels: u64,
+}
+
+/// Parses a byte size: `1048576`, `512KB`, `50MB`, `2GiB` (KB = 1000 bytes, KiB = 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 50MB"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Parses a duration: `30s`, `500ms`, `5m`, `1h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit `{other}` (use ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("50MB"), Ok(50_000_000));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1_024"), Ok(1024));
+        assert!(parse_size("ten").is_err() && parse_size("5PB").is_err());
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("-1s").is_err() && parse_duration("soon").is_err());
+    }
+}

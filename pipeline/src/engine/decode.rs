@@ -1,0 +1,243 @@
+//! From bytes to upright 8-bit pixels: the header first (format, size, orientation — enough to
+//! refuse a pixel bomb before any allocation), then one decode at the smallest scale the spec
+//! allows.
+
+use std::io::Cursor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use serde::Serialize;
+
+use super::error::{panic_message, EngineError};
+use super::jpeg::{self, JpegHeader};
+use super::sniff::{sniff, Sniffed, SourceFormat};
+use super::Limits;
+
+/// What the header says about a source image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SourceInfo {
+    pub format: SourceFormat,
+    /// Upright size: after the EXIF orientation is applied.
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A read header: what is needed to plan and then decode.
+pub(super) struct Header {
+    pub format: SourceFormat,
+    /// Size as stored, before orientation.
+    pub stored: (u32, u32),
+    pub orientation: Orientation,
+    /// Set when libjpeg-turbo decodes it; `None` for other formats and for JPEGs left to the
+    /// lenient decoder.
+    pub jpeg: Option<JpegHeader>,
+}
+
+impl Header {
+    pub fn info(&self) -> SourceInfo {
+        let (width, height) = oriented(self.stored, self.orientation);
+        SourceInfo {
+            format: self.format,
+            width,
+            height,
+        }
+    }
+}
+
+/// Metadata carried to outputs that keep it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Metadata {
+    /// EXIF with its orientation reset to upright (the pixels are rotated already).
+    pub exif: Option<Vec<u8>>,
+    pub icc: Option<Vec<u8>>,
+}
+
+pub(super) struct Decoded {
+    /// Upright, 8 bits per channel: gray, gray+alpha, RGB or RGBA.
+    pub image: DynamicImage,
+    /// The upright full-resolution size `image` stands for (larger when shrunk on load).
+    pub logical: (u32, u32),
+    pub info: SourceInfo,
+    pub metadata: Metadata,
+}
+
+/// Reads the header and refuses what the engine will not decode: not an image, an unsupported
+/// format, or more pixels than `limits` allow.
+pub(super) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, EngineError> {
+    let format = match sniff(bytes) {
+        Sniffed::Image(format) => format,
+        Sniffed::Unsupported(name) => return Err(EngineError::UnsupportedFormat(name)),
+        Sniffed::NotAnImage => return Err(EngineError::NotAnImage),
+    };
+    if let Some(screen) = gif_screen(bytes) {
+        // A GIF's logical screen is allocated whole: judge it before any decoder runs.
+        EngineError::check_pixels(u64::from(screen.0), u64::from(screen.1), limits.max_pixels)?;
+    }
+    let header = guard(format, || {
+        if format == SourceFormat::Jpeg {
+            if let Some(header) = jpeg::read_header(bytes)? {
+                let orientation = header
+                    .exif
+                    .as_deref()
+                    .and_then(Orientation::from_exif_chunk)
+                    .unwrap_or(Orientation::NoTransforms);
+                return Ok(Header {
+                    format,
+                    stored: (header.width, header.height),
+                    orientation,
+                    jpeg: Some(header),
+                });
+            }
+        }
+        let mut decoder = image_decoder(bytes, format, limits)?;
+        let stored = decoder.dimensions();
+        if stored.0 == 0 || stored.1 == 0 {
+            return Err(EngineError::decode(format.name(), "zero width or height"));
+        }
+        let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        Ok(Header {
+            format,
+            stored,
+            orientation,
+            jpeg: None,
+        })
+    })?;
+    let (w, h) = header.stored;
+    EngineError::check_pixels(u64::from(w), u64::from(h), limits.max_pixels)?;
+    Ok(header)
+}
+
+/// Decodes at the smallest scale that keeps at least `min_scale` of the full size (JPEG only;
+/// other formats decode at full size), applies the orientation and normalises to 8 bits.
+pub(super) fn decode(
+    bytes: &[u8],
+    header: &Header,
+    min_scale: f64,
+    limits: &Limits,
+) -> Result<Decoded, EngineError> {
+    let format = header.format;
+    let (image, mut metadata) = guard(format, || match &header.jpeg {
+        Some(jpeg_header) => {
+            let scale = jpeg::pick_scale(jpeg_header, min_scale);
+            let image = jpeg::decode(bytes, jpeg_header, scale)?;
+            let metadata = Metadata {
+                exif: jpeg_header.exif.clone(),
+                icc: jpeg_header.icc.clone(),
+            };
+            Ok((image, metadata))
+        }
+        None => {
+            let mut decoder = image_decoder(bytes, format, limits)?;
+            let metadata = Metadata {
+                exif: decoder.exif_metadata().ok().flatten(),
+                icc: decoder.icc_profile().ok().flatten(),
+            };
+            let image = DynamicImage::from_decoder(decoder)
+                .map_err(|e| EngineError::decode(format.name(), e))?;
+            Ok((image, metadata))
+        }
+    })?;
+    if let Some(exif) = metadata.exif.as_mut() {
+        let _ = Orientation::remove_from_exif_chunk(exif);
+    }
+    let mut image = to_8bit(image);
+    image.apply_orientation(header.orientation);
+    Ok(Decoded {
+        image,
+        logical: oriented(header.stored, header.orientation),
+        info: header.info(),
+        metadata,
+    })
+}
+
+fn image_decoder<'a>(
+    bytes: &'a [u8],
+    format: SourceFormat,
+    limits: &Limits,
+) -> Result<impl ImageDecoder + 'a, EngineError> {
+    let image_format = match format {
+        SourceFormat::Png => ImageFormat::Png,
+        SourceFormat::Gif => ImageFormat::Gif,
+        SourceFormat::Webp => ImageFormat::WebP,
+        // JPEGs whose header libjpeg-turbo only warns about: zune-jpeg is more forgiving.
+        SourceFormat::Jpeg => ImageFormat::Jpeg,
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
+    let mut decoder_limits = image::Limits::default();
+    // Room for the largest image allowed at 16-bit RGBA plus the decoder's own buffers; the
+    // pixel limit itself is checked from the header before decoding.
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
+    reader.limits(decoder_limits);
+    reader
+        .into_decoder()
+        .map_err(|e| EngineError::decode(format.name(), e))
+}
+
+/// The logical screen size of a GIF (its header's first fields).
+fn gif_screen(bytes: &[u8]) -> Option<(u16, u16)> {
+    if bytes.len() < 10 || !(bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a")) {
+        return None;
+    }
+    Some((
+        u16::from_le_bytes([bytes[6], bytes[7]]),
+        u16::from_le_bytes([bytes[8], bytes[9]]),
+    ))
+}
+
+/// Runs a decoder step, turning a panic inside the decoder into a decode error.
+fn guard<T>(
+    format: SourceFormat,
+    step: impl FnOnce() -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    catch_unwind(AssertUnwindSafe(step)).unwrap_or_else(|payload| {
+        Err(EngineError::decode(
+            format.name(),
+            format!("decoder crashed: {}", panic_message(&*payload)),
+        ))
+    })
+}
+
+/// Every image the engine works on is 8 bits per channel: gray, gray+alpha, RGB or RGBA.
+pub(super) fn to_8bit(image: DynamicImage) -> DynamicImage {
+    match image {
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageLumaA8(_)
+        | DynamicImage::ImageRgb8(_)
+        | DynamicImage::ImageRgba8(_) => image,
+        DynamicImage::ImageLuma16(_) => DynamicImage::ImageLuma8(image.to_luma8()),
+        DynamicImage::ImageLumaA16(_) => DynamicImage::ImageLumaA8(image.to_luma_alpha8()),
+        DynamicImage::ImageRgb16(_) | DynamicImage::ImageRgb32F(_) => {
+            DynamicImage::ImageRgb8(image.to_rgb8())
+        }
+        _ => DynamicImage::ImageRgba8(image.to_rgba8()),
+    }
+}
+
+pub(super) fn oriented((w, h): (u32, u32), orientation: Orientation) -> (u32, u32) {
+    match orientation {
+        Orientation::Rotate90
+        | Orientation::Rotate270
+        | Orientation::Rotate90FlipH
+        | Orientation::Rotate270FlipH => (h, w),
+        _ => (w, h),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decoder_panic_becomes_a_decode_error() {
+        let result: Result<(), EngineError> =
+            guard(SourceFormat::Png, || panic!("index out of bounds"));
+        let e = result.unwrap_err();
+        assert_eq!(e.code(), crate::failure::FailureCode::DecodeError);
+        assert!(
+            e.to_string()
+                .contains("decoder crashed: index out of bounds"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! From pixels to the bytes of an output format.
+
+use image::codecs::avif::AvifEncoder;
+use image::codecs::gif::GifEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::codecs::webp::WebPEncoder;
+use image::{DynamicImage, ImageEncoder};
+
+use crate::spec::{Color, Format};
+
+use super::decode::Metadata;
+use super::error::EngineError;
+use super::jpeg;
+use super::ops::flatten;
+
+/// AVIF encoder speed (rav1e, 1 slowest – 10 fastest): 8 keeps a 1600 px photo around a second.
+const AVIF_SPEED: u8 = 8;
+
+pub(super) struct EncodeOptions<'a> {
+    pub format: Format,
+    pub quality: u8,
+    pub lossless: bool,
+    /// Metadata to embed, when the output keeps it.
+    pub metadata: Option<&'a Metadata>,
+}
+
+pub(super) fn encode(
+    image: &DynamicImage,
+    options: &EncodeOptions<'_>,
+) -> Result<Vec<u8>, EngineError> {
+    let name = options.format.name();
+    let failed = |e: image::ImageError| EngineError::encode(name, e);
+    let quality = options.quality;
+    let mut out = Vec::new();
+    match options.format {
+        Format::Jpeg => {
+            let opaque = flatten(image, Color::WHITE);
+            out = jpeg::encode(&opaque, quality)?;
+            if let Some(metadata) = options.metadata {
+                out = jpeg::insert_metadata(out, metadata.exif.as_deref(), metadata.icc.as_deref());
+            }
+        }
+        Format::Png => {
+            // PNG is lossless: quality buys compression effort instead.
+            let compression = match quality {
+                0..=49 => CompressionType::Fast,
+                50..=89 => CompressionType::Default,
+                _ => CompressionType::Best,
+            };
+            let mut encoder =
+                PngEncoder::new_with_quality(&mut out, compression, FilterType::Adaptive);
+            if let Some(metadata) = options.metadata {
+                if let Some(icc) = &metadata.icc {
+                    let _ = encoder.set_icc_profile(icc.clone());
+                }
+                if let Some(exif) = &metadata.exif {
+                    let _ = encoder.set_exif_metadata(exif.clone());
+                }
+            }
+            encoder
+                .write_image(
+                    image.as_bytes(),
+                    image.width(),
+                    image.height(),
+                    image.color().into(),
+                )
+                .map_err(failed)?;
+        }
+        Format::Webp if options.lossless => {
+            let rgb = with_colour(image);
+            let mut encoder = WebPEncoder::new_lossless(&mut out);
+            if let Some(metadata) = options.metadata {
+                if let Some(icc) = &metadata.icc {
+                    let _ = encoder.set_icc_profile(icc.clone());
+                }
+                if let Some(exif) = &metadata.exif {
+                    let _ = encoder.set_exif_metadata(exif.clone());
+                }
+            }
+            encoder
+                .write_image(
+                    rgb.as_bytes(),
+                    rgb.width(),
+                    rgb.height(),
+                    rgb.color().into(),
+                )
+                .map_err(failed)?;
+        }
+        Format::Webp => {
+            // Lossy WebP needs libwebp; it takes RGB or RGBA.
+            let rgb = with_colour(image);
+            let (w, h) = (rgb.width(), rgb.height());
+            let encoder = match rgb.as_ref() {
+                DynamicImage::ImageRgba8(img) => webp::Encoder::from_rgba(img.as_raw(), w, h),
+                _ => webp::Encoder::from_rgb(rgb.as_bytes(), w, h),
+            };
+            let encoded = encoder
+                .encode_simple(false, f32::from(quality))
+                .map_err(|e| EngineError::encode(name, format!("{e:?}")))?;
+            out = encoded.to_vec();
+        }
+        Format::Avif => {
+            let rgb = with_colour(image);
+            // One thread per encode: the engine already runs outputs and jobs in parallel.
+            let encoder = AvifEncoder::new_with_speed_quality(&mut out, AVIF_SPEED, quality)
+                .with_num_threads(Some(1));
+            encoder
+                .write_image(
+                    rgb.as_bytes(),
+                    rgb.width(),
+                    rgb.height(),
+                    rgb.color().into(),
+                )
+                .map_err(failed)?;
+        }
+        Format::Gif => {
+            // NeuQuant speed 1 (best palette) .. 30 (fastest); quality 80 gives 7.
+            let speed = (31 - i32::from(quality) * 30 / 100).clamp(1, 30);
+            let rgba = image.to_rgba8();
+            let mut encoder = GifEncoder::new_with_speed(&mut out, speed);
+            encoder
+                .encode(
+                    rgba.as_raw(),
+                    rgba.width(),
+                    rgba.height(),
+                    image::ExtendedColorType::Rgba8,
+                )
+                .map_err(failed)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Gray images become RGB(A) for encoders that only take colour.
+fn with_colour(image: &DynamicImage) -> std::borrow::Cow<'_, DynamicImage> {
+    use std::borrow::Cow;
+    match image {
+        DynamicImage::ImageLuma8(_) => Cow::Owned(DynamicImage::ImageRgb8(image.to_rgb8())),
+        DynamicImage::ImageLumaA8(_) => Cow::Owned(DynamicImage::ImageRgba8(image.to_rgba8())),
+        _ => Cow::Borrowed(image),
+    }
+}

@@ -1,0 +1,507 @@
+//! The image engine: one decode feeds every output of a spec, and outputs are rendered in
+//! parallel on rayon. Callers run it on a rayon pool (or any thread that may block), never on an
+//! async runtime.
+//!
+//! ```no_run
+//! use pipeline::engine::{self, Limits};
+//! use pipeline::spec::Spec;
+//!
+//! let spec = Spec::from_json(r#"{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256}]}]}"#)?;
+//! let bytes = std::fs::read("photo.jpg")?;
+//! let processed = engine::process(&bytes, &spec, &Limits::default(), &())?;
+//! for output in &processed.outputs {
+//!     println!("{} {}x{} {} bytes", output.name, output.width, output.height, output.data.len());
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod decode;
+mod encode;
+mod error;
+mod frames;
+mod geometry;
+mod jpeg;
+mod ops;
+mod smartcrop;
+mod sniff;
+
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use image::DynamicImage;
+use rayon::prelude::*;
+
+use crate::spec::{Format, OutputSpec, Placeholder, Spec, SPRITE_OUTPUT, SPRITE_TRACK_OUTPUT};
+
+pub use decode::SourceInfo;
+pub use error::EngineError;
+pub use frames::{sprite_track, RawLayout, RawPixelFormat, SpriteLayout};
+pub use sniff::{sniff, Sniffed, SourceFormat, SNIFF_LEN};
+
+use decode::{Decoded, Header};
+use encode::EncodeOptions;
+use error::panic_message;
+use ops::Working;
+
+/// Bounds on the work one job may cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest width × height of a source image, a frame, or any intermediate or output image.
+    pub max_pixels: u64,
+    /// Most frames in one frame job.
+    pub max_frames: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_pixels: 100_000_000,
+            max_frames: 2_000,
+        }
+    }
+}
+
+/// A point where the engine reports progress and may be stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage<'a> {
+    /// The source is decoded (for frames: every frame is decoded as it is rendered).
+    Decoded,
+    /// `done` of `total` outputs (or frames) are encoded; the last one was `name`.
+    Rendered {
+        name: &'a str,
+        done: usize,
+        total: usize,
+    },
+}
+
+/// Why the engine was told to stop at a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    Cancelled,
+    TimedOut,
+}
+
+/// Watches a job's progress; returning an [`Interrupt`] stops it at that stage boundary.
+pub trait Observer: Sync {
+    fn on_stage(&self, stage: Stage<'_>) -> Result<(), Interrupt>;
+}
+
+/// No observer: never interrupts.
+impl Observer for () {
+    fn on_stage(&self, _: Stage<'_>) -> Result<(), Interrupt> {
+        Ok(())
+    }
+}
+
+fn checkpoint(observer: &dyn Observer, stage: Stage<'_>) -> Result<(), EngineError> {
+    observer
+        .on_stage(stage)
+        .map_err(|interrupt| match interrupt {
+            Interrupt::Cancelled => EngineError::Cancelled,
+            Interrupt::TimedOut => EngineError::TimedOut,
+        })
+}
+
+/// What an output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    Image(Format),
+    /// A WebVTT thumbnail track.
+    WebVtt,
+}
+
+impl Media {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Media::Image(format) => format.content_type(),
+            Media::WebVtt => "text/vtt",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Media::Image(format) => format.extension(),
+            Media::WebVtt => "vtt",
+        }
+    }
+}
+
+/// One encoded output.
+#[derive(Debug, Clone)]
+pub struct Rendition {
+    pub name: String,
+    /// For frame jobs: the frame it was made from.
+    pub frame: Option<u32>,
+    pub media: Media,
+    /// Pixel size (0 × 0 for a track).
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+/// The result of [`process`].
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub source: SourceInfo,
+    pub outputs: Vec<Rendition>,
+    /// The BlurHash, when the spec asks for one.
+    pub placeholder: Option<String>,
+}
+
+/// Reads the header only: the format and upright size, refusing what [`process`] would refuse
+/// before decoding (not an image, unsupported format, over the pixel limit).
+pub fn probe(bytes: &[u8], limits: &Limits) -> Result<SourceInfo, EngineError> {
+    decode::read_header(bytes, limits).map(|header| header.info())
+}
+
+/// Decodes `bytes` once and renders every output of `spec`, in parallel. Panics anywhere in the
+/// engine come back as errors; none escapes.
+#[tracing::instrument(skip_all, fields(bytes = bytes.len(), outputs = spec.outputs.len()))]
+pub fn process(
+    bytes: &[u8],
+    spec: &Spec,
+    limits: &Limits,
+    observer: &dyn Observer,
+) -> Result<Processed, EngineError> {
+    contain_panics(|| {
+        let header = decode::read_header(bytes, limits)?;
+        let decoded = decode_for(bytes, &header, spec, limits)?;
+        checkpoint(observer, Stage::Decoded)?;
+        let placeholder = match spec.placeholder {
+            Some(Placeholder::Blurhash) => Some(blurhash(&decoded.image)?),
+            None => None,
+        };
+        let done = AtomicUsize::new(0);
+        let total = spec.outputs.len();
+        let outputs = spec
+            .outputs
+            .par_iter()
+            .map(|output| {
+                let rendition = render(&decoded, spec, output, None, limits)?;
+                let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                checkpoint(
+                    observer,
+                    Stage::Rendered {
+                        name: &output.name,
+                        done,
+                        total,
+                    },
+                )?;
+                Ok(rendition)
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        Ok(Processed {
+            source: decoded.info,
+            outputs,
+            placeholder,
+        })
+    })
+}
+
+/// Decodes at the smallest size every output can still be made from.
+fn decode_for(
+    bytes: &[u8],
+    header: &Header,
+    spec: &Spec,
+    limits: &Limits,
+) -> Result<Decoded, EngineError> {
+    let source = header.info();
+    let default_format = source.format.default_output();
+    let mut min_scale: f64 = 0.0;
+    for output in &spec.outputs {
+        let format = output.format.unwrap_or(default_format);
+        let plan = geometry::plan_output(
+            (source.width, source.height),
+            output,
+            format,
+            limits.max_pixels,
+        )?;
+        min_scale = min_scale.max(plan.min_decode_scale);
+    }
+    if spec.placeholder.is_some() {
+        // The placeholder is computed from a tiny copy: any decode scale serves it.
+        min_scale =
+            min_scale.max(f64::from(BLURHASH_SIZE) / f64::from(source.width.max(source.height)));
+    }
+    decode::decode(bytes, header, min_scale, limits)
+}
+
+/// Runs one output's ops and encodes it.
+fn render(
+    decoded: &Decoded,
+    spec: &Spec,
+    output: &OutputSpec,
+    frame: Option<u32>,
+    limits: &Limits,
+) -> Result<Rendition, EngineError> {
+    let format = output
+        .format
+        .unwrap_or_else(|| decoded.info.format.default_output());
+    // Frames are planned one by one here; stills were planned before decoding.
+    if frame.is_some() {
+        geometry::plan_output(decoded.logical, output, format, limits.max_pixels)?;
+    }
+    let mut work = Working {
+        image: Cow::Borrowed(&decoded.image),
+        logical: decoded.logical,
+    };
+    for op in &output.ops {
+        work = ops::apply(work, op, format)?;
+    }
+    if work.logical != (work.image.width(), work.image.height()) {
+        // No resize after a shrink-on-load decode (the spec had no ops): restore the full size.
+        work = ops::apply(
+            work,
+            &crate::spec::Op::Resize(full_size_resize(decoded.logical)),
+            format,
+        )?;
+    }
+    let image = work.image;
+    let data = encode::encode(
+        &image,
+        &EncodeOptions {
+            format,
+            quality: output.quality.unwrap_or_else(|| format.default_quality()),
+            lossless: output.lossless,
+            metadata: spec.keeps_metadata(output).then_some(&decoded.metadata),
+        },
+    )?;
+    Ok(Rendition {
+        name: output.name.clone(),
+        frame,
+        media: Media::Image(format),
+        width: image.width(),
+        height: image.height(),
+        data,
+    })
+}
+
+fn full_size_resize((width, height): (u32, u32)) -> crate::spec::Resize {
+    crate::spec::Resize {
+        width: Some(width),
+        height: Some(height),
+        fit: crate::spec::Fit::Fill,
+        filter: crate::spec::Filter::Lanczos3,
+        enlarge: true,
+        background: None,
+        gravity: crate::spec::Gravity::Center,
+    }
+}
+
+/// Side of the copy a BlurHash is computed from: the hash keeps only a few frequencies.
+const BLURHASH_SIZE: u32 = 32;
+
+fn blurhash(image: &DynamicImage) -> Result<String, EngineError> {
+    let (w, h) = (image.width(), image.height());
+    let k = f64::from(BLURHASH_SIZE) / f64::from(w.max(h));
+    let (sw, sh) = if k < 1.0 {
+        (
+            ((f64::from(w) * k).round() as u32).max(1),
+            ((f64::from(h) * k).round() as u32).max(1),
+        )
+    } else {
+        (w, h)
+    };
+    let mut small = DynamicImage::new(sw, sh, image.color());
+    fast_image_resize::Resizer::new()
+        .resize(image, &mut small, None)
+        .map_err(|e| EngineError::Internal(format!("placeholder resize: {e}")))?;
+    let rgba = small.to_rgba8();
+    let (cx, cy) = if w >= h { (4, 3) } else { (3, 4) };
+    blurhash::encode(cx, cy, sw, sh, rgba.as_raw())
+        .map_err(|e| EngineError::Internal(format!("blurhash: {e}")))
+}
+
+/// One frame of a frame job.
+#[derive(Debug, Clone, Copy)]
+pub enum FrameSource<'a> {
+    /// An encoded image (JPEG, PNG, WebP, GIF).
+    Encoded(&'a [u8]),
+    /// Raw pixels in the given layout.
+    Raw(&'a [u8], RawLayout),
+}
+
+/// The result of [`process_frames`].
+#[derive(Debug, Clone)]
+pub struct ProcessedFrames {
+    /// Every output of every frame, frame by frame, each tagged with its frame.
+    pub outputs: Vec<Rendition>,
+    /// The sprite sheet and its WebVTT track, when the spec asks for a sprite.
+    pub sprite: Option<(Rendition, Rendition)>,
+    /// The first frame's BlurHash, when the spec asks for one.
+    pub placeholder: Option<String>,
+}
+
+/// Renders every output of `spec` for every frame, frames in parallel. With a sprite in the
+/// spec, also lays out the sprite sheet and a WebVTT track whose cues point at `sprite_url`.
+/// Only one decoded frame per thread is held at a time: the sheet keeps just the small cells.
+#[tracing::instrument(skip_all, fields(frames = frames.len(), outputs = spec.outputs.len()))]
+pub fn process_frames(
+    frames: &[FrameSource<'_>],
+    spec: &Spec,
+    limits: &Limits,
+    observer: &dyn Observer,
+    sprite_url: &str,
+) -> Result<ProcessedFrames, EngineError> {
+    contain_panics(|| {
+        if frames.is_empty() {
+            return Err(EngineError::BadFrames("no frames".into()));
+        }
+        if frames.len() > limits.max_frames {
+            return Err(EngineError::BadFrames(format!(
+                "{} frames, over the limit of {}",
+                frames.len(),
+                limits.max_frames
+            )));
+        }
+        let first = decode_frame(&frames[0], spec, limits)?;
+        let layout = match &spec.sprite {
+            Some(sprite) => {
+                let layout = SpriteLayout::new(sprite, first.logical, frames.len() as u32);
+                let (w, h) = layout.size();
+                let max = sprite.format.max_dimension();
+                if w > u64::from(max) || h > u64::from(max) || w * h > limits.max_pixels {
+                    return Err(EngineError::OutputTooLarge {
+                        output: SPRITE_OUTPUT.into(),
+                        width: w,
+                        height: h,
+                        reason: format!(
+                            "over the limit of {} pixels or {max}x{max} for {}",
+                            limits.max_pixels, sprite.format
+                        ),
+                    });
+                }
+                Some(layout)
+            }
+            None => None,
+        };
+        checkpoint(observer, Stage::Decoded)?;
+        let placeholder = match spec.placeholder {
+            Some(Placeholder::Blurhash) => Some(blurhash(&first.image)?),
+            None => None,
+        };
+        drop(first);
+
+        let done = AtomicUsize::new(0);
+        let total = frames.len();
+        let per_frame = frames
+            .par_iter()
+            .enumerate()
+            .map(|(index, frame)| {
+                let decoded = decode_frame(frame, spec, limits)?;
+                let renditions = spec
+                    .outputs
+                    .iter()
+                    .map(|output| render(&decoded, spec, output, Some(index as u32), limits))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let cell = layout
+                    .as_ref()
+                    .map(|layout| frames::sprite_cell(&decoded.image, layout))
+                    .transpose()?;
+                let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                checkpoint(
+                    observer,
+                    Stage::Rendered {
+                        name: "frame",
+                        done,
+                        total,
+                    },
+                )?;
+                Ok((renditions, cell))
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+
+        let mut outputs = Vec::with_capacity(total * spec.outputs.len());
+        let mut cells = Vec::new();
+        for (renditions, cell) in per_frame {
+            outputs.extend(renditions);
+            cells.extend(cell);
+        }
+        let sprite = match (&spec.sprite, layout) {
+            (Some(sprite), Some(layout)) => {
+                let sheet = frames::assemble_sprite(&cells, &layout);
+                let data = encode::encode(
+                    &sheet,
+                    &EncodeOptions {
+                        format: sprite.format,
+                        quality: sprite
+                            .quality
+                            .unwrap_or_else(|| sprite.format.default_quality()),
+                        lossless: false,
+                        metadata: None,
+                    },
+                )?;
+                let track = sprite_track(&layout, total as u32, sprite.interval, sprite_url);
+                Some((
+                    Rendition {
+                        name: SPRITE_OUTPUT.into(),
+                        frame: None,
+                        media: Media::Image(sprite.format),
+                        width: sheet.width(),
+                        height: sheet.height(),
+                        data,
+                    },
+                    Rendition {
+                        name: SPRITE_TRACK_OUTPUT.into(),
+                        frame: None,
+                        media: Media::WebVtt,
+                        width: 0,
+                        height: 0,
+                        data: track.into_bytes(),
+                    },
+                ))
+            }
+            _ => None,
+        };
+        Ok(ProcessedFrames {
+            outputs,
+            sprite,
+            placeholder,
+        })
+    })
+}
+
+fn decode_frame(
+    frame: &FrameSource<'_>,
+    spec: &Spec,
+    limits: &Limits,
+) -> Result<Decoded, EngineError> {
+    match *frame {
+        FrameSource::Encoded(bytes) => {
+            let header = decode::read_header(bytes, limits)?;
+            if spec.sprite.is_some() {
+                // Sprite cells are scaled from the decoded frame: decode at full size.
+                decode::decode(bytes, &header, 1.0, limits)
+            } else {
+                decode_for(bytes, &header, spec, limits)
+            }
+        }
+        FrameSource::Raw(bytes, layout) => {
+            EngineError::check_pixels(
+                u64::from(layout.width),
+                u64::from(layout.height),
+                limits.max_pixels,
+            )?;
+            let image = layout.to_image(bytes)?;
+            Ok(Decoded {
+                logical: (image.width(), image.height()),
+                image,
+                // Raw frames have no format of their own: outputs default to JPEG.
+                info: SourceInfo {
+                    format: SourceFormat::Jpeg,
+                    width: layout.width,
+                    height: layout.height,
+                },
+                metadata: Default::default(),
+            })
+        }
+    }
+}
+
+/// Runs engine work so that a panic becomes [`EngineError::Internal`] (decoder panics are caught
+/// closer and become decode errors).
+fn contain_panics<T>(work: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
+    catch_unwind(AssertUnwindSafe(work))
+        .unwrap_or_else(|payload| Err(EngineError::Internal(panic_message(&*payload))))
+}

@@ -1,0 +1,129 @@
+//! What the bytes are, judged from their first bytes and never from a name or a Content-Type.
+
+use serde::Serialize;
+
+use crate::spec::Format;
+
+/// Image formats the engine reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    Jpeg,
+    Png,
+    Webp,
+    Gif,
+}
+
+impl SourceFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::Jpeg => "jpeg",
+            SourceFormat::Png => "png",
+            SourceFormat::Webp => "webp",
+            SourceFormat::Gif => "gif",
+        }
+    }
+
+    /// The output format used when an output does not name one.
+    pub fn default_output(self) -> Format {
+        match self {
+            SourceFormat::Jpeg => Format::Jpeg,
+            SourceFormat::Png => Format::Png,
+            SourceFormat::Webp => Format::Webp,
+            SourceFormat::Gif => Format::Gif,
+        }
+    }
+}
+
+/// The verdict on some bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    Image(SourceFormat),
+    /// A known image format the engine does not read.
+    Unsupported(&'static str),
+    NotAnImage,
+}
+
+/// How many leading bytes [`sniff`] needs to decide.
+pub const SNIFF_LEN: usize = 32;
+
+pub fn sniff(bytes: &[u8]) -> Sniffed {
+    let starts = |magic: &[u8]| bytes.starts_with(magic);
+    if starts(&[0xFF, 0xD8, 0xFF]) {
+        return Sniffed::Image(SourceFormat::Jpeg);
+    }
+    if starts(b"\x89PNG\r\n\x1a\n") {
+        return Sniffed::Image(SourceFormat::Png);
+    }
+    if starts(b"GIF87a") || starts(b"GIF89a") {
+        return Sniffed::Image(SourceFormat::Gif);
+    }
+    if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        return Sniffed::Image(SourceFormat::Webp);
+    }
+    let unsupported = if starts(b"BM") && bytes.len() >= 14 {
+        Some("bmp")
+    } else if starts(b"II*\0") || starts(b"MM\0*") {
+        Some("tiff")
+    } else if starts(&[0, 0, 1, 0]) || starts(&[0, 0, 2, 0]) {
+        Some("ico")
+    } else if starts(b"8BPS") {
+        Some("psd")
+    } else if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL \r\n\x87\n") {
+        Some("jpeg xl")
+    } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        match &bytes[8..12] {
+            b"avif" | b"avis" => Some("avif"),
+            b"heic" | b"heix" | b"hevc" | b"mif1" | b"msf1" => Some("heif"),
+            _ => None,
+        }
+    } else if starts(b"\x00\x00\x00\x0cjP  ") || starts(&[0xFF, 0x4F, 0xFF, 0x51]) {
+        Some("jpeg 2000")
+    } else if looks_like_svg(bytes) {
+        Some("svg")
+    } else {
+        None
+    };
+    match unsupported {
+        Some(name) => Sniffed::Unsupported(name),
+        None => Sniffed::NotAnImage,
+    }
+}
+
+fn looks_like_svg(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(256)];
+    let text = String::from_utf8_lossy(head);
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    text.starts_with("<svg") || (text.starts_with("<?xml") && text.contains("<svg"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_magic_numbers() {
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Sniffed::Image(SourceFormat::Jpeg)
+        );
+        assert_eq!(
+            sniff(b"\x89PNG\r\n\x1a\n...."),
+            Sniffed::Image(SourceFormat::Png)
+        );
+        assert_eq!(sniff(b"GIF89a..."), Sniffed::Image(SourceFormat::Gif));
+        assert_eq!(
+            sniff(b"RIFF\0\0\0\0WEBPVP8 "),
+            Sniffed::Image(SourceFormat::Webp)
+        );
+        assert_eq!(sniff(b"II*\0\x08\0\0\0"), Sniffed::Unsupported("tiff"));
+        assert_eq!(sniff(b"\0\0\0\x1cftypavif"), Sniffed::Unsupported("avif"));
+        assert_eq!(
+            sniff(b"<?xml version=\"1.0\"?><svg>"),
+            Sniffed::Unsupported("svg")
+        );
+        assert_eq!(sniff(b"%PDF-1.7"), Sniffed::NotAnImage);
+        assert_eq!(sniff(b""), Sniffed::NotAnImage);
+        assert_eq!(sniff(b"RIFF\0\0\0\0WAVE"), Sniffed::NotAnImage);
+    }
+}

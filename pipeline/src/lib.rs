@@ -1,0 +1,7 @@
+//! imagepipe's core: the transform spec, the image engine, and what the gateway and the workers
+//! share. It never depends on a web framework, so offline tools run the same code as the service.
+
+pub mod config;
+pub mod engine;
+pub mod failure;
+pub mod spec;

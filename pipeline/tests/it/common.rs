@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+
+use image::DynamicImage;
+use pipeline::spec::Spec;
+
+/// A file of the shared real-image corpus (`../shared/corpus` from the project root, or
+/// `$IMAGEPIPE_CORPUS`). Missing corpus files fail the test: they are part of the suite.
+pub fn corpus(relative: &str) -> PathBuf {
+    let root = std::env::var_os("IMAGEPIPE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+    let path = root.join(relative);
+    assert!(path.exists(), "corpus file missing: {}", path.display());
+    path
+}
+
+pub fn read_corpus(relative: &str) -> Vec<u8> {
+    std::fs::read(corpus(relative)).expect("read corpus file")
+}
+
+/// Every file under a corpus directory, sorted.
+pub fn corpus_dir(relative: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![corpus(relative)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read corpus dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert!(!files.is_empty(), "empty corpus dir {relative}");
+    files
+}
+
+pub fn spec(json: &str) -> Spec {
+    Spec::from_json(json).unwrap_or_else(|e| panic!("test spec refused: {e}"))
+}
+
+/// Decodes output bytes with an independent decoder (the image crate), by their content.
+pub fn decode(bytes: &[u8]) -> DynamicImage {
+    image::load_from_memory(bytes).expect("output decodes")
+}
+
+/// Mean absolute difference per channel between two same-sized RGB images.
+pub fn mean_abs_diff(a: &DynamicImage, b: &DynamicImage) -> f64 {
+    let (a, b) = (a.to_rgb8(), b.to_rgb8());
+    assert_eq!(a.dimensions(), b.dimensions());
+    let total: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    total as f64 / a.as_raw().len() as f64
+}

@@ -1,0 +1,6 @@
+//! pipeline's integration tests: one binary, one module per subsystem.
+
+mod common;
+mod engine;
+mod frames;
+mod spec;

@@ -1,0 +1,3 @@
+//! workers' integration tests: one binary, run against the real `worker` executable.
+
+mod transform;
