@@ -4,4 +4,6 @@
 pub mod config;
 pub mod engine;
 pub mod failure;
+pub mod job;
+pub mod queue;
 pub mod spec;

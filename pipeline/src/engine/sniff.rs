@@ -1,11 +1,11 @@
 //! What the bytes are, judged from their first bytes and never from a name or a Content-Type.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::spec::Format;
 
 /// Image formats the engine reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceFormat {
     Jpeg,

@@ -1,0 +1,528 @@
+//! The worker's side of the queue: fetching in priority order, starting, renewing leases,
+//! taking over abandoned jobs, and recording how attempts ended.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::failure::Disposition;
+use crate::job::{JobError, JobRecord, OutputRecord};
+
+use super::conn::RedisConn;
+use super::keys::GROUP;
+use super::{evalsha, scripts, Queue, QueueError, Result};
+
+/// A stream entry handed to this consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// 1-based index into [`super::Keys::streams`] (its priority).
+    pub stream: usize,
+    pub entry: String,
+    pub job_id: String,
+}
+
+/// A started job: the worker holds it until it completes it (or dies, and another worker
+/// takes it over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub stream: usize,
+    pub entry: String,
+    pub job_id: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+}
+
+/// What [`Consumer::start`] made of a delivery.
+#[derive(Debug, Clone)]
+pub enum Started {
+    Run(Lease, Box<JobRecord>),
+    /// Acknowledged without running: `reason` is `gone` (expired), a final status (a late
+    /// duplicate), or `exhausted` (its attempts all ended with a dead worker).
+    Dropped {
+        job_id: String,
+        reason: String,
+    },
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Succeeded {
+        outputs: Vec<OutputRecord>,
+        placeholder: Option<String>,
+    },
+    /// Retried later (with backoff) when the error is transient and attempts remain, else final.
+    Failed {
+        error: JobError,
+        disposition: Disposition,
+    },
+    Cancelled,
+}
+
+/// The state of a lease after renewing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Another worker took the job over (this one stalled past the visibility timeout).
+    Lost,
+    Held,
+    /// Held, and a cancel was asked for: stop at the next checkpoint.
+    CancelRequested,
+}
+
+/// What [`Consumer::complete`] did with a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completed {
+    Written,
+    /// The job had already ended (another attempt finished first, or it was cancelled).
+    Stale,
+    /// The job record no longer exists.
+    Gone,
+}
+
+/// One worker process's consumer: a unique name in the group, and its own connection for
+/// blocking reads (a blocked read must not hold up lease renewals).
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    queue: Queue,
+    name: String,
+    blocking: RedisConn,
+}
+
+impl Consumer {
+    /// A consumer named `name` (unique per worker process: a UUID). `max_block` is the longest
+    /// [`Consumer::fetch`] will be asked to block.
+    pub async fn new(
+        queue: &Queue,
+        url: &str,
+        name: String,
+        max_block: Duration,
+    ) -> Result<Consumer> {
+        let blocking = RedisConn::connect(url, max_block + queue.config.call_timeout).await?;
+        Ok(Consumer {
+            queue: queue.clone(),
+            name,
+            blocking,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Up to `max` new entries, high priority first; waits up to `block` when there are none.
+    pub async fn fetch(&self, max: usize, block: Duration) -> Result<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let [high, normal, low] = self.queue.keys.streams();
+        let mut invocation = scripts::FETCH.prepare_invoke();
+        invocation
+            .key(&high)
+            .key(&normal)
+            .key(&low)
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg(max);
+        let flat: Vec<String> = match self.queue.redis.script(&invocation).await {
+            Err(QueueError::Refused(message))
+                if message.to_ascii_lowercase().contains("nogroup") =>
+            {
+                // Redis lost its data (restarted without persistence): start over.
+                self.queue.ensure_groups().await?;
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        let found = deliveries_from_flat(&flat);
+        if !found.is_empty() || block.is_zero() {
+            return Ok(found);
+        }
+        // Nothing waiting: block on all three streams for the next entry.
+        let reply: Value = self
+            .blocking
+            .query(
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&self.name)
+                    .arg("COUNT")
+                    .arg(max)
+                    .arg("BLOCK")
+                    .arg(block.as_millis() as u64)
+                    .arg("STREAMS")
+                    .arg(&high)
+                    .arg(&normal)
+                    .arg(&low)
+                    .arg(">")
+                    .arg(">")
+                    .arg(">"),
+            )
+            .await?;
+        Ok(deliveries_from_read(&reply, &[high, normal, low]))
+    }
+
+    /// Takes over up to `max` entries idle longer than the visibility timeout: their worker
+    /// died or stalled. They are started like new deliveries.
+    pub async fn reclaim(&self, max: usize) -> Result<Vec<Delivery>> {
+        let idle = self.queue.config.visibility_timeout.as_millis() as u64;
+        let mut found = Vec::new();
+        for (i, stream) in self.queue.keys.streams().iter().enumerate() {
+            if found.len() >= max {
+                break;
+            }
+            let reply: Value = self
+                .queue
+                .redis
+                .query(
+                    redis::cmd("XAUTOCLAIM")
+                        .arg(stream)
+                        .arg(GROUP)
+                        .arg(&self.name)
+                        .arg(idle)
+                        .arg("0-0")
+                        .arg("COUNT")
+                        .arg(max - found.len()),
+                )
+                .await?;
+            if let Value::Array(parts) = reply {
+                if let Some(Value::Array(entries)) = parts.get(1) {
+                    found.extend(entries.iter().filter_map(|e| entry_to_delivery(i + 1, e)));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Starts delivered jobs in one round trip (see [`Started`]).
+    pub async fn start(&self, deliveries: &[Delivery]) -> Result<Vec<Started>> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = &self.queue.keys;
+        let config = &self.queue.config;
+        let [high, normal, low] = keys.streams();
+        let mut invocation = scripts::START.prepare_invoke();
+        invocation
+            .key(high)
+            .key(normal)
+            .key(low)
+            .key(keys.events())
+            .key(keys.dead())
+            .key(keys.stats());
+        for d in deliveries {
+            invocation.key(keys.job(&d.job_id));
+        }
+        invocation
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg(config.events_max_len)
+            .arg(keys.job_channel_prefix())
+            .arg(config.max_attempts)
+            .arg(config.result_ttl.as_millis() as u64);
+        for d in deliveries {
+            invocation.arg(d.stream).arg(&d.entry).arg(&d.job_id);
+        }
+        let replies: Vec<Vec<String>> = self.queue.redis.script(&invocation).await?;
+        deliveries
+            .iter()
+            .zip(replies)
+            .map(|(d, reply)| {
+                if reply.first().map(String::as_str) != Some("run") {
+                    return Ok(Started::Dropped {
+                        job_id: d.job_id.clone(),
+                        reason: reply.get(1).cloned().unwrap_or_default(),
+                    });
+                }
+                let fields: HashMap<String, String> = reply[1..]
+                    .chunks_exact(2)
+                    .map(|kv| (kv[0].clone(), kv[1].clone()))
+                    .collect();
+                match JobRecord::from_fields(&d.job_id, &fields)? {
+                    Some(record) => Ok(Started::Run(
+                        Lease {
+                            stream: d.stream,
+                            entry: d.entry.clone(),
+                            job_id: d.job_id.clone(),
+                            attempt: record.attempts,
+                        },
+                        Box::new(record),
+                    )),
+                    None => Ok(Started::Dropped {
+                        job_id: d.job_id.clone(),
+                        reason: "gone".into(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Renews the leases of jobs in hand and reports lost leases and cancel requests.
+    pub async fn renew(&self, leases: &[Lease]) -> Result<Vec<LeaseState>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = &self.queue.keys;
+        let [high, normal, low] = keys.streams();
+        let mut invocation = scripts::RENEW.prepare_invoke();
+        invocation.key(high).key(normal).key(low);
+        for lease in leases {
+            invocation.key(keys.job(&lease.job_id));
+        }
+        invocation.arg(GROUP).arg(&self.name);
+        for lease in leases {
+            invocation.arg(lease.stream).arg(&lease.entry);
+        }
+        let states: Vec<i64> = self.queue.redis.script(&invocation).await?;
+        Ok(states
+            .into_iter()
+            .map(|s| match s {
+                0 => LeaseState::Lost,
+                2 => LeaseState::CancelRequested,
+                _ => LeaseState::Held,
+            })
+            .collect())
+    }
+
+    /// Records a running job's progress (0–100) and tells its subscribers.
+    pub async fn progress(&self, lease: &Lease, percent: u8) -> Result<()> {
+        let keys = &self.queue.keys;
+        let event = serde_json::json!({
+            "id": lease.job_id,
+            "status": "running",
+            "progress": percent,
+            "attempts": lease.attempt,
+            "ts": crate::job::now_ms(),
+        });
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(keys.job(&lease.job_id))
+            .arg("progress")
+            .arg(percent)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(keys.job_channel(&lease.job_id))
+            .arg(event.to_string())
+            .ignore();
+        self.queue.redis.pipeline(&pipe).await
+    }
+
+    /// Records how attempts ended and acknowledges their entries, in one round trip. Retries
+    /// get an exponential backoff with jitter; transient failures out of attempts go to the
+    /// dead-letter list.
+    pub async fn complete(&self, done: &[(Lease, Outcome)]) -> Result<Vec<Completed>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = &self.queue.keys;
+        let config = &self.queue.config;
+        let [high, normal, low] = keys.streams();
+        let minute = crate::job::now_ms() / 60_000;
+        let mut script_keys = vec![
+            high,
+            normal,
+            low,
+            keys.events(),
+            keys.delayed(),
+            keys.dead(),
+            keys.stats(),
+            keys.stats_minute(minute),
+        ];
+        script_keys.extend(done.iter().map(|(lease, _)| keys.job(&lease.job_id)));
+        let mut args = vec![
+            GROUP.to_owned(),
+            config.events_max_len.to_string(),
+            keys.job_channel_prefix(),
+            (config.result_ttl.as_millis() as u64).to_string(),
+        ];
+        for (lease, outcome) in done {
+            let plan = self.outcome_plan(lease, outcome);
+            args.extend([
+                lease.stream.to_string(),
+                lease.entry.clone(),
+                lease.job_id.clone(),
+                plan.kind.to_owned(),
+                plan.delay_ms.to_string(),
+                format!("{}:{}", lease.stream, lease.job_id),
+                plan.error_code.unwrap_or("").to_owned(),
+                (plan.set.len() * 2).to_string(),
+            ]);
+            for (field, value) in plan.set {
+                args.push(field.to_owned());
+                args.push(value);
+            }
+        }
+        let mut pipe = redis::pipe();
+        evalsha(&mut pipe, &scripts::COMPLETE, &(script_keys, args));
+        let (results,): (Vec<String>,) = self.queue.run_pipelined_scripts(&pipe).await?;
+        Ok(results
+            .iter()
+            .map(|r| match r.as_str() {
+                "written" => Completed::Written,
+                "stale" => Completed::Stale,
+                _ => Completed::Gone,
+            })
+            .collect())
+    }
+
+    /// How the COMPLETE script should record an outcome.
+    fn outcome_plan(&self, lease: &Lease, outcome: &Outcome) -> OutcomePlan {
+        let mut plan = OutcomePlan {
+            kind: "cancelled",
+            delay_ms: 0,
+            error_code: None,
+            set: Vec::new(),
+        };
+        match outcome {
+            Outcome::Succeeded {
+                outputs,
+                placeholder,
+            } => {
+                plan.kind = "succeeded";
+                plan.set.push((
+                    "outputs",
+                    serde_json::to_string(outputs).expect("outputs serialize"),
+                ));
+                plan.set.push(("error", String::new()));
+                if let Some(placeholder) = placeholder {
+                    plan.set.push(("placeholder", placeholder.clone()));
+                }
+            }
+            Outcome::Cancelled => {}
+            Outcome::Failed { error, disposition } => {
+                plan.error_code = Some(error.code.as_str());
+                plan.set.push((
+                    "error",
+                    serde_json::to_string(error).expect("error serializes"),
+                ));
+                plan.kind = match disposition {
+                    Disposition::Abort => "failed",
+                    Disposition::Retry if lease.attempt >= self.queue.config.max_attempts => "dead",
+                    Disposition::Retry => {
+                        plan.delay_ms =
+                            retry_delay(&self.queue.config, lease.attempt).as_millis() as u64;
+                        "retry"
+                    }
+                };
+            }
+        }
+        plan
+    }
+}
+
+struct OutcomePlan {
+    kind: &'static str,
+    delay_ms: u64,
+    error_code: Option<&'static str>,
+    set: Vec<(&'static str, String)>,
+}
+
+/// Exponential backoff with equal jitter: attempt 1 waits base/2..base, attempt 2 base..2·base,
+/// ... capped at the configured maximum.
+pub fn retry_delay(config: &super::QueueConfig, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let full = config
+        .retry_base
+        .saturating_mul(1u32 << exponent)
+        .min(config.retry_max);
+    let half = full / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+fn deliveries_from_flat(flat: &[String]) -> Vec<Delivery> {
+    flat.chunks_exact(3)
+        .filter_map(|c| {
+            Some(Delivery {
+                stream: c[0].parse().ok()?,
+                entry: c[1].clone(),
+                job_id: c[2].clone(),
+            })
+        })
+        .collect()
+}
+
+/// Parses an XREADGROUP reply (streams in any order) into deliveries.
+fn deliveries_from_read(reply: &Value, streams: &[String; 3]) -> Vec<Delivery> {
+    let mut found = Vec::new();
+    let per_stream: Vec<(String, &Value)> = match reply {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| match item {
+                Value::Array(pair) if pair.len() == 2 => Some((string(&pair[0])?, &pair[1])),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| Some((string(k)?, v)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (name, entries) in per_stream {
+        let Some(index) = streams.iter().position(|s| *s == name) else {
+            continue;
+        };
+        if let Value::Array(entries) = entries {
+            found.extend(
+                entries
+                    .iter()
+                    .filter_map(|e| entry_to_delivery(index + 1, e)),
+            );
+        }
+    }
+    found
+}
+
+/// `[entry id, [field, value, ...]]` → a delivery; `None` for entries deleted meanwhile.
+fn entry_to_delivery(stream: usize, entry: &Value) -> Option<Delivery> {
+    let Value::Array(parts) = entry else {
+        return None;
+    };
+    let entry_id = string(parts.first()?)?;
+    let Some(Value::Array(fields)) = parts.get(1) else {
+        return None;
+    };
+    let job_id = fields
+        .chunks_exact(2)
+        .find(|kv| string(&kv[0]).as_deref() == Some("id"))
+        .and_then(|kv| string(&kv[1]))?;
+    Some(Delivery {
+        stream,
+        entry: entry_id,
+        job_id,
+    })
+}
+
+fn string(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_stay_capped() {
+        let config = super::super::QueueConfig {
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            ..Default::default()
+        };
+        for attempt in 1..=12 {
+            let delay = retry_delay(&config, attempt);
+            let full = Duration::from_secs(1 << (attempt - 1)).min(Duration::from_secs(60));
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "attempt {attempt}: {delay:?}"
+            );
+        }
+    }
+}
