@@ -4,6 +4,8 @@
 pub mod config;
 pub mod engine;
 pub mod failure;
+pub mod gc;
 pub mod job;
 pub mod queue;
 pub mod spec;
+pub mod storage;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::gc::{self, GcArgs};
 use crate::transform::{self, TransformArgs};
 
 #[derive(Debug, Parser)]
@@ -17,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine on local files: no Redis, no storage. One JSON line per input.
     Transform(TransformArgs),
+    /// Delete stored objects whose job record expired (orphans), older than a grace period.
+    Gc(GcArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -29,5 +32,6 @@ pub fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Transform(args) => transform::run(args),
+        Command::Gc(args) => gc::run(args),
     }
 }

@@ -2,4 +2,5 @@
 //! lands with the queue and storage.
 
 pub mod cli;
+pub mod gc;
 pub mod transform;

@@ -165,3 +165,83 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A private s3s-fs server (S3 API over a temporary directory, checking SigV4 signatures) on a
+/// free port. Killed when dropped.
+pub struct S3Server {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "imagepipe-s3-{port}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("s3 dir");
+        let (access_key, secret_key) = (
+            "imagepipe-test".to_owned(),
+            "imagepipe-test-secret".to_owned(),
+        );
+        let child = std::process::Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", &access_key, "--secret-key", &secret_key])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "s3s-fs on PATH (cargo install s3s-fs --version 0.14.1 --features binary --locked)",
+            );
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            access_key,
+            secret_key,
+            dir,
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Settings for a bucket of its own on this server.
+    pub fn settings(&self, bucket: &str) -> pipeline::storage::S3Settings {
+        pipeline::storage::S3Settings {
+            bucket: bucket.to_owned(),
+            endpoint: Some(self.endpoint.clone()),
+            credentials: Some((self.access_key.clone(), self.secret_key.clone())),
+            ..Default::default()
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -5,3 +5,4 @@ mod engine;
 mod frames;
 mod queue;
 mod spec;
+mod storage;

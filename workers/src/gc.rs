@@ -1,0 +1,71 @@
+//! `worker gc`: deletes objects whose job record expired (see `pipeline::gc`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use pipeline::config::{parse_duration, ConnectionArgs};
+use pipeline::queue::{Queue, QueueConfig};
+use pipeline::storage::Storage;
+
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Keep orphans younger than this (an upload may be on its way to becoming a job).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Count what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: GcArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("worker gc: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let c = &args.connection;
+        let queue = match Queue::connect(
+            &c.redis_url,
+            QueueConfig {
+                name: c.queue.clone(),
+                ..QueueConfig::default()
+            },
+        )
+        .await
+        {
+            Ok(queue) => queue,
+            Err(e) => {
+                eprintln!("worker gc: cannot use Redis at {}: {e}", c.redis_url);
+                return ExitCode::from(1);
+            }
+        };
+        let storage = match Storage::open(&c.storage, c.s3_endpoint.as_deref()).await {
+            Ok(storage) => storage,
+            Err(e) => {
+                eprintln!("worker gc: cannot use storage {}: {e}", c.storage);
+                return ExitCode::from(1);
+            }
+        };
+        match pipeline::gc::sweep(&storage, &queue, args.grace, args.dry_run).await {
+            Ok(report) => {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("report serializes")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("worker gc: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
