@@ -1,13 +1,29 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use gateway::{Application, Settings};
 
-fn main() -> ExitCode {
-    let settings = gateway::Settings::parse();
-    eprintln!(
-        "gateway: settings read (listen {}), but the HTTP API is not part of this build yet: \
-         it arrives with the gateway issue. Use `worker transform` meanwhile.",
-        settings.listen
-    );
-    ExitCode::from(1)
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = Settings::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

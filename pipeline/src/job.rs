@@ -160,6 +160,8 @@ pub struct JobRecord {
     pub next_attempt_at: Option<u64>,
     /// The worker (consumer) that last started it.
     pub worker: Option<String>,
+    /// How delivering its webhook went (`delivered ...`, `retrying ...`, `refused: ...`).
+    pub webhook: Option<String>,
 }
 
 /// A record that cannot be read back.
@@ -233,6 +235,7 @@ impl JobRecord {
             cancel_requested: get("cancel").is_some(),
             next_attempt_at: number("next_attempt_at")?,
             worker: get("worker").map(str::to_owned),
+            webhook: get("webhook").map(str::to_owned),
         }))
     }
 

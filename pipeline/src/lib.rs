@@ -9,3 +9,5 @@ pub mod job;
 pub mod queue;
 pub mod spec;
 pub mod storage;
+pub mod view;
+pub mod webhooks;

@@ -1,17 +1,26 @@
-//! The `worker` command line.
+//! The `worker` command line: the service by default, or a command beside it.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::gc::{self, GcArgs};
+use crate::service::{shutdown_signal, Worker};
+use crate::settings::{WorkerArgs, WorkerSettings};
 use crate::transform::{self, TransformArgs};
 
 #[derive(Debug, Parser)]
-#[command(name = "worker", version, about = "imagepipe worker: runs image jobs")]
+#[command(
+    name = "worker",
+    version,
+    about = "imagepipe worker: runs image jobs from Redis (or, with `transform`, on local files)",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub service: WorkerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -24,14 +33,51 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = if cli.command.is_some() {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Transform(args) => transform::run(args),
-        Command::Gc(args) => gc::run(args),
+        Some(Command::Transform(args)) => transform::run(args),
+        Some(Command::Gc(args)) => gc::run(args),
+        None => serve(&cli.service),
     }
+}
+
+fn serve(args: &WorkerArgs) -> ExitCode {
+    let settings = WorkerSettings::from_args(args);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("worker: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let worker = match Worker::build(settings).await {
+            Ok(worker) => worker,
+            Err(e) => {
+                eprintln!("worker: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        match worker.run_until_stopped(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("worker: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
 }

@@ -1,6 +1,9 @@
-//! imagepipe's worker. `worker transform` runs the engine on local files; the queue consumer
-//! lands with the queue and storage.
+//! imagepipe's worker: the service that runs jobs from Redis ([`service::Worker`]), and the
+//! commands beside it (`worker transform`, `worker gc`).
 
 pub mod cli;
 pub mod gc;
+pub mod metrics;
+pub mod service;
+pub mod settings;
 pub mod transform;

@@ -83,7 +83,8 @@ impl EngineError {
         }
     }
 
-    pub(crate) fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), Self> {
+    /// Refuses `width` × `height` over `limit` pixels.
+    pub fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), Self> {
         let pixels = width.saturating_mul(height);
         if pixels > limit {
             return Err(EngineError::PixelLimit {

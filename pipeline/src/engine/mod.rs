@@ -73,6 +73,9 @@ pub enum Stage<'a> {
         done: usize,
         total: usize,
     },
+    /// Between two steps (ops, encoding) of an output: no progress to report, but a place to
+    /// stop, so a cancelled or timed-out job frees its thread within one step.
+    Step,
 }
 
 /// Why the engine was told to stop at a checkpoint.
@@ -178,7 +181,7 @@ pub fn process(
             .outputs
             .par_iter()
             .map(|output| {
-                let rendition = render(&decoded, spec, output, None, limits)?;
+                let rendition = render(&decoded, spec, output, None, limits, observer)?;
                 let done = done.fetch_add(1, Ordering::Relaxed) + 1;
                 checkpoint(
                     observer,
@@ -234,6 +237,7 @@ fn render(
     output: &OutputSpec,
     frame: Option<u32>,
     limits: &Limits,
+    observer: &dyn Observer,
 ) -> Result<Rendition, EngineError> {
     let format = output
         .format
@@ -247,8 +251,10 @@ fn render(
         logical: decoded.logical,
     };
     for op in &output.ops {
+        checkpoint(observer, Stage::Step)?;
         work = ops::apply(work, op, format)?;
     }
+    checkpoint(observer, Stage::Step)?;
     if work.logical != (work.image.width(), work.image.height()) {
         // No resize after a shrink-on-load decode (the spec had no ops): restore the full size.
         work = ops::apply(
@@ -393,7 +399,9 @@ pub fn process_frames(
                 let renditions = spec
                     .outputs
                     .iter()
-                    .map(|output| render(&decoded, spec, output, Some(index as u32), limits))
+                    .map(|output| {
+                        render(&decoded, spec, output, Some(index as u32), limits, observer)
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let cell = layout
                     .as_ref()

@@ -31,6 +31,8 @@ pub struct Lease {
     pub job_id: String,
     /// This attempt's number, from 1.
     pub attempt: u32,
+    /// The job asks for a webhook when it ends.
+    pub webhook: bool,
 }
 
 /// What [`Consumer::start`] made of a delivery.
@@ -249,6 +251,7 @@ impl Consumer {
                             entry: d.entry.clone(),
                             job_id: d.job_id.clone(),
                             attempt: record.attempts,
+                            webhook: record.spec.webhook.is_some(),
                         },
                         Box::new(record),
                     )),
@@ -286,6 +289,35 @@ impl Consumer {
                 _ => LeaseState::Held,
             })
             .collect())
+    }
+
+    /// Gives jobs back without finishing them (shutting down): any other worker can take them
+    /// over at once, and this attempt does not count against their attempts.
+    pub async fn hand_back(&self, leases: &[Lease]) -> Result<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let keys = &self.queue.keys;
+        let config = &self.queue.config;
+        let [high, normal, low] = keys.streams();
+        let mut invocation = scripts::HAND_BACK.prepare_invoke();
+        invocation.key(high).key(normal).key(low).key(keys.events());
+        for lease in leases {
+            invocation.key(keys.job(&lease.job_id));
+        }
+        invocation
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg(config.visibility_timeout.as_millis() as u64 + 1000)
+            .arg(config.events_max_len)
+            .arg(keys.job_channel_prefix());
+        for lease in leases {
+            invocation
+                .arg(lease.stream)
+                .arg(&lease.entry)
+                .arg(&lease.job_id);
+        }
+        self.queue.redis.script(&invocation).await
     }
 
     /// Records a running job's progress (0–100) and tells its subscribers.
@@ -331,6 +363,7 @@ impl Consumer {
             keys.dead(),
             keys.stats(),
             keys.stats_minute(minute),
+            keys.webhooks(),
         ];
         script_keys.extend(done.iter().map(|(lease, _)| keys.job(&lease.job_id)));
         let mut args = vec![
@@ -349,6 +382,7 @@ impl Consumer {
                 plan.delay_ms.to_string(),
                 format!("{}:{}", lease.stream, lease.job_id),
                 plan.error_code.unwrap_or("").to_owned(),
+                if plan.webhook { "1" } else { "0" }.to_owned(),
                 (plan.set.len() * 2).to_string(),
             ]);
             for (field, value) in plan.set {
@@ -375,6 +409,7 @@ impl Consumer {
             kind: "cancelled",
             delay_ms: 0,
             error_code: None,
+            webhook: lease.webhook,
             set: Vec::new(),
         };
         match outcome {
@@ -418,6 +453,8 @@ struct OutcomePlan {
     kind: &'static str,
     delay_ms: u64,
     error_code: Option<&'static str>,
+    /// The job has a webhook: a final outcome queues its delivery.
+    webhook: bool,
     set: Vec<(&'static str, String)>,
 }
 

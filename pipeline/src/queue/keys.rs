@@ -72,6 +72,21 @@ impl Keys {
         format!("{}:events", self.prefix)
     }
 
+    /// Finished jobs whose webhook is due (stream).
+    pub fn webhooks(&self) -> String {
+        format!("{}:webhooks", self.prefix)
+    }
+
+    /// Webhook retries waiting for their time (sorted set).
+    pub fn webhooks_delayed(&self) -> String {
+        format!("{}:webhooks:delayed", self.prefix)
+    }
+
+    /// Presigned uploads not yet made into a job (string, expiring).
+    pub fn upload(&self, upload_id: &str) -> String {
+        format!("{}:upload:{upload_id}", self.prefix)
+    }
+
     /// Outcome counters since the queue began (hash).
     pub fn stats(&self) -> String {
         format!("{}:stats", self.prefix)
@@ -120,6 +135,9 @@ mod tests {
             keys.stats_minute(1),
             keys.workers(),
             keys.worker("w"),
+            keys.webhooks(),
+            keys.webhooks_delayed(),
+            keys.upload("u"),
         ]
         .into_iter()
         .chain(keys.streams())

@@ -169,8 +169,13 @@ pub enum CancelOutcome {
 pub enum IdempotencyClaim {
     /// The key is new: it now belongs to this job.
     New,
-    /// The key was used before, for this job with a request of this fingerprint.
-    Existing { job_id: String, fingerprint: String },
+    /// The key was used before, for this job with a request of this fingerprint, claimed at
+    /// this time (ms since the epoch).
+    Existing {
+        job_id: String,
+        fingerprint: String,
+        claimed_at: u64,
+    },
 }
 
 /// A page of jobs, newest first.
@@ -622,7 +627,7 @@ impl Queue {
     ) -> Result<IdempotencyClaim> {
         let digest = hex(&Sha256::digest(key.as_bytes()));
         let redis_key = self.keys.idempotency(owner, &digest);
-        let value = format!("{job_id} {fingerprint}");
+        let value = format!("{job_id} {fingerprint} {}", crate::job::now_ms());
         let set: Option<String> = self
             .redis
             .query(
@@ -639,10 +644,11 @@ impl Queue {
         }
         let existing: Option<String> = self.redis.query(redis::cmd("GET").arg(&redis_key)).await?;
         let existing = existing.unwrap_or_default();
-        let (job_id, fingerprint) = existing.split_once(' ').unwrap_or((existing.as_str(), ""));
+        let mut parts = existing.split(' ');
         Ok(IdempotencyClaim::Existing {
-            job_id: job_id.to_owned(),
-            fingerprint: fingerprint.to_owned(),
+            job_id: parts.next().unwrap_or_default().to_owned(),
+            fingerprint: parts.next().unwrap_or_default().to_owned(),
+            claimed_at: parts.next().and_then(|t| t.parse().ok()).unwrap_or(0),
         })
     }
 

@@ -27,6 +27,8 @@ local function server_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- Upper bounds (seconds) of the job duration histogram's buckets.
+local DURATION_BOUNDS = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800}
 local function terminal(status)
   return status == 'succeeded' or status == 'failed' or status == 'cancelled'
 end
@@ -208,10 +210,13 @@ return out
 /// Records how attempts ended and acknowledges their entries, atomically: the record is written
 /// before the entry is acknowledged. A record already final is left alone (first finisher wins).
 ///
-/// KEYS: high, normal, low, events, delayed, dead, stats, stats_minute, job_1..job_n.
+/// KEYS: high, normal, low, events, delayed, dead, stats, stats_minute, webhooks,
+/// job_1..job_n.
 /// ARGV: group, events_maxlen, channel_prefix, ttl_ms, then per job: stream index, entry id,
 /// job id, outcome (succeeded | failed | dead | cancelled | retry), delay_ms, delayed-set
-/// member, error code, field count, then that many field/value arguments to set.
+/// member, error code, webhook (1 when the job has one), field count, then that many
+/// field/value arguments to set. Final outcomes also count into duration buckets
+/// (`dur_le_<seconds>` in the stats hash) for the job duration histogram.
 /// Returns per job: 'written' | 'stale' | 'gone'.
 pub static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -229,11 +234,12 @@ while at <= #ARGV do
   j = j + 1
   local stream = KEYS[tonumber(ARGV[at])]
   local entry, id, outcome = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-  local delay, member, err_code, nfields = ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], tonumber(ARGV[at + 7])
+  local delay, member, err_code, webhook = ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7]
+  local nfields = tonumber(ARGV[at + 8])
   if err_code == '' then err_code = nil end
-  local first, last = at + 8, at + 7 + nfields
+  local first, last = at + 9, at + 8 + nfields
   at = last + 1
-  local job = KEYS[8 + j]
+  local job = KEYS[9 + j]
   local cur = redis.call('HMGET', job, 'status', 'attempts', 'owner', 'started_at', 'cancel', 'next_attempt_at')
   local status = cur[1]
   local result
@@ -266,8 +272,18 @@ while at <= #ARGV do
       end
       if cur[5] or cur[6] then redis.call('HDEL', job, 'cancel', 'next_attempt_at') end
       redis.call('PEXPIRE', job, ttl)
+      local took = now - tonumber(cur[4] or now)
       count(final, 1)
-      count(final .. '_ms', now - tonumber(cur[4] or now))
+      count(final .. '_ms', took)
+      for _, bound in ipairs(DURATION_BOUNDS) do
+        if took <= bound * 1000 then
+          count('dur_le_' .. bound, 1)
+          break
+        end
+      end
+      count('dur_count', 1)
+      count('dur_sum_ms', took)
+      if webhook == '1' then redis.call('XADD', KEYS[9], '*', 'id', id, 'attempt', 1) end
       event(KEYS[4], maxlen, prefix .. id, id, final, now, progress, attempts, owner, err_code)
     end
     result = 'written'
@@ -276,8 +292,9 @@ while at <= #ARGV do
   table.insert(out, result)
 end
 for field, by in pairs(counts) do
-  if not string.find(field, '_ms', 1, true) then redis.call('HINCRBY', KEYS[7], field, by) end
-  redis.call('HINCRBY', KEYS[8], field, by)
+  local per_minute = string.find(field, '_ms', 1, true) and field ~= 'dur_sum_ms'
+  if not per_minute then redis.call('HINCRBY', KEYS[7], field, by) end
+  if not string.find(field, 'dur_', 1, true) then redis.call('HINCRBY', KEYS[8], field, by) end
 end
 redis.call('PEXPIRE', KEYS[8], 7200000)
 return out
@@ -429,6 +446,36 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('XADD', KEYS[2 + index], '*', 'id', id)
 event(KEYS[6], ARGV[1], ARGV[2], id, 'queued', now, 0, 0, redis.call('HGET', KEYS[1], 'owner'))
 return 'replayed'
+"#,
+    )
+});
+
+/// Hands jobs back on shutdown: their entries become claimable by any other worker at once
+/// (idle past the visibility timeout), and the attempt does not count.
+///
+/// KEYS: high, normal, low, events, job_1..job_n. ARGV: group, consumer, idle_ms, events_maxlen,
+/// channel_prefix, then per job: stream index, entry id, job id. Returns how many went back.
+pub static HAND_BACK: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local group, consumer, idle, maxlen, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local now = server_ms()
+local back = 0
+local n = (#ARGV - 5) / 3
+for j = 1, n do
+  local stream = KEYS[tonumber(ARGV[5 + 3 * j - 2])]
+  local entry, id, job = ARGV[5 + 3 * j - 1], ARGV[5 + 3 * j], KEYS[4 + j]
+  if #redis.call('XPENDING', stream, group, entry, entry, 1, consumer) > 0 then
+    redis.call('XCLAIM', stream, group, consumer, 0, entry, 'IDLE', idle, 'JUSTID')
+    if redis.call('HGET', job, 'status') == 'running' then
+      local attempts = redis.call('HINCRBY', job, 'attempts', -1)
+      redis.call('HSET', job, 'status', 'queued', 'progress', 0)
+      event(KEYS[4], maxlen, prefix .. id, id, 'queued', now, 0, attempts, redis.call('HGET', job, 'owner'))
+    end
+    back = back + 1
+  end
+end
+return back
 "#,
     )
 });

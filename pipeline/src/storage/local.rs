@@ -58,13 +58,15 @@ impl LocalStore {
             .join(uuid::Uuid::new_v4().to_string())
     }
 
-    pub async fn put(
-        &self,
-        key: &ObjectKey,
-        data: Bytes,
-    ) -> Result<super::ObjectMeta, StorageError> {
-        let body: BodyStream<'_> = Box::pin(futures::stream::once(async move { Ok(data) }));
-        self.put_stream(key, body).await
+    pub async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<ObjectMeta, StorageError> {
+        let temp = self.temp_path();
+        let written = async {
+            let mut file = tokio::fs::File::create(&temp).await.map_err(io)?;
+            file.write_all(&data).await.map_err(io)?;
+            Ok(file)
+        }
+        .await;
+        self.commit(key, temp, written, data.len() as u64).await
     }
 
     pub async fn put_stream(
@@ -73,14 +75,31 @@ impl LocalStore {
         mut body: BodyStream<'_>,
     ) -> Result<ObjectMeta, StorageError> {
         let temp = self.temp_path();
-        let result = async {
+        let mut size = 0u64;
+        let written = async {
             let mut file = tokio::fs::File::create(&temp).await.map_err(io)?;
-            let mut size = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(StorageError::Body)?;
                 size += chunk.len() as u64;
                 file.write_all(&chunk).await.map_err(io)?;
             }
+            Ok(file)
+        }
+        .await;
+        self.commit(key, temp, written, size).await
+    }
+
+    /// Makes a written temporary file the object: fsync, rename, fsync the directory. On any
+    /// failure (including the write's) the temporary file goes.
+    async fn commit(
+        &self,
+        key: &ObjectKey,
+        temp: PathBuf,
+        written: Result<tokio::fs::File, StorageError>,
+        size: u64,
+    ) -> Result<ObjectMeta, StorageError> {
+        let result = async {
+            let mut file = written?;
             file.flush().await.map_err(io)?;
             // The object must survive a power cut once we say it is stored.
             file.sync_all().await.map_err(io)?;
@@ -93,11 +112,11 @@ impl LocalStore {
             tokio::fs::create_dir_all(&parent).await.map_err(io)?;
             tokio::fs::rename(&temp, &path).await.map_err(io)?;
             sync_dir(&parent).await;
-            Ok(size)
+            Ok(())
         }
         .await;
         match result {
-            Ok(size) => Ok(ObjectMeta {
+            Ok(()) => Ok(ObjectMeta {
                 key: key.to_string(),
                 size,
                 last_modified: Some(std::time::SystemTime::now()),
@@ -117,6 +136,59 @@ impl LocalStore {
             }
             Err(e) => Err(io(e)),
         }
+    }
+
+    pub async fn get_prefix(&self, key: &ObjectKey, len: usize) -> Result<Bytes, StorageError> {
+        let file = match tokio::fs::File::open(self.path(key)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(key.to_string()))
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let mut buf = Vec::with_capacity(len.min(1 << 20));
+        file.take(len as u64)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(io)?;
+        Ok(Bytes::from(buf))
+    }
+
+    pub async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<ObjectMeta, StorageError> {
+        let temp = self.temp_path();
+        let size = match tokio::fs::copy(self.path(from), &temp).await {
+            Ok(size) => size,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(from.to_string()))
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let result = async {
+            tokio::fs::File::open(&temp)
+                .await
+                .map_err(io)?
+                .sync_all()
+                .await
+                .map_err(io)?;
+            let path = self.path(to);
+            let parent = path
+                .parent()
+                .expect("keys have a parent under the root")
+                .to_owned();
+            tokio::fs::create_dir_all(&parent).await.map_err(io)?;
+            tokio::fs::rename(&temp, &path).await.map_err(io)?;
+            sync_dir(&parent).await;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+        result.map(|()| ObjectMeta {
+            key: to.to_string(),
+            size,
+            last_modified: Some(std::time::SystemTime::now()),
+        })
     }
 
     pub async fn get_stream(

@@ -24,8 +24,9 @@ pub use s3::{S3Settings, S3Store};
 /// client gone...). Storage hands it back unchanged in [`StorageError::Body`].
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A stream of bytes being uploaded.
-pub type BodyStream<'a> = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send + 'a>>;
+/// A stream of bytes being uploaded. Not `Send`: request bodies of thread-per-core servers
+/// are not, and an upload is polled where it started.
+pub type BodyStream<'a> = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + 'a>>;
 
 /// A stream of bytes being downloaded.
 pub type ObjectStream = Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send>>;
@@ -147,6 +148,22 @@ impl Storage {
         match self {
             Storage::Local(s) => s.get(key).await,
             Storage::S3(s) => s.get(key).await,
+        }
+    }
+
+    /// The first `len` bytes of the object (all of it when shorter).
+    pub async fn get_prefix(&self, key: &ObjectKey, len: usize) -> Result<Bytes, StorageError> {
+        match self {
+            Storage::Local(s) => s.get_prefix(key, len).await,
+            Storage::S3(s) => s.get_prefix(key, len).await,
+        }
+    }
+
+    /// Copies an object within the store (server-side on S3).
+    pub async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<ObjectMeta, StorageError> {
+        match self {
+            Storage::Local(s) => s.copy(from, to).await,
+            Storage::S3(s) => s.copy(from, to).await,
         }
     }
 

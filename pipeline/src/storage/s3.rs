@@ -304,6 +304,47 @@ impl S3Store {
         Ok(data.into_bytes())
     }
 
+    pub async fn get_prefix(&self, key: &ObjectKey, len: usize) -> Result<Bytes, StorageError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(key.as_str()))
+            .range(format!("bytes=0-{}", len - 1))
+            .send()
+            .await
+            .map_err(|e| classify(e, key.as_str()))?;
+        let data = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?
+            .into_bytes();
+        // A server ignoring Range sends everything: keep what was asked for.
+        Ok(data.slice(..data.len().min(len)))
+    }
+
+    pub async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<ObjectMeta, StorageError> {
+        let source = format!("{}/{}", self.settings.bucket, self.full_key(from.as_str()));
+        self.client
+            .copy_object()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(to.as_str()))
+            .copy_source(source)
+            .send()
+            .await
+            .map_err(|e| classify(e, from.as_str()))?;
+        let size = self.head(to).await?.map_or(0, |m| m.size);
+        Ok(ObjectMeta {
+            key: to.to_string(),
+            size,
+            last_modified: Some(std::time::SystemTime::now()),
+        })
+    }
+
     pub async fn get_stream(
         &self,
         key: &ObjectKey,

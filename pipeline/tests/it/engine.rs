@@ -595,6 +595,7 @@ fn outputs_render_in_parallel_and_report_progress() {
                     assert_eq!(total, 3);
                     self.1.fetch_add(1, Ordering::SeqCst)
                 }
+                Stage::Step => 0,
             };
             Ok(())
         }

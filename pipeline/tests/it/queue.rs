@@ -445,13 +445,16 @@ async fn idempotency_keys_map_to_one_job_per_owner() {
         .claim_idempotency(Some("k1"), "order-42", "job-b", "fp2")
         .await
         .unwrap();
-    assert_eq!(
-        again,
-        IdempotencyClaim::Existing {
-            job_id: "job-a".into(),
-            fingerprint: "fp1".into()
-        }
-    );
+    let IdempotencyClaim::Existing {
+        job_id,
+        fingerprint,
+        claimed_at,
+    } = again
+    else {
+        panic!("{again:?}")
+    };
+    assert_eq!((job_id.as_str(), fingerprint.as_str()), ("job-a", "fp1"));
+    assert!(claimed_at > 0 && claimed_at <= pipeline::job::now_ms());
     let other_owner = queue
         .claim_idempotency(Some("k2"), "order-42", "job-c", "fp1")
         .await
@@ -896,5 +899,39 @@ async fn trimming_never_drops_an_unacknowledged_or_undelivered_entry() {
         reclaimed.iter().any(|d| d.job_id == jobs[1].id),
         "the pending entry survived trimming"
     );
+    purge(&queue).await;
+}
+
+#[tokio::test]
+async fn a_handed_back_job_is_taken_over_at_once_without_using_an_attempt() {
+    let queue = queue_at(&redis_url(), "handback", |c| {
+        c.visibility_timeout = Duration::from_secs(30)
+    })
+    .await;
+    let leaving = consumer(&queue, &redis_url()).await;
+    let staying = consumer(&queue, &redis_url()).await;
+    let job = new_job(Priority::Normal, None);
+    queue.enqueue(&job).await.unwrap();
+    let mut started = leaving
+        .start(&leaving.fetch(1, Duration::ZERO).await.unwrap())
+        .await
+        .unwrap();
+    let Started::Run(lease, _) = started.remove(0) else {
+        panic!()
+    };
+    assert_eq!(
+        leaving
+            .hand_back(std::slice::from_ref(&lease))
+            .await
+            .unwrap(),
+        1
+    );
+    let back = queue.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((back.status, back.attempts), (JobStatus::Queued, 0));
+    // No 30 s wait: the other worker takes it over immediately.
+    let ran = work_once(&staying, &succeed).await;
+    assert_eq!(ran, vec![job.id.clone()]);
+    let done = queue.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
     purge(&queue).await;
 }

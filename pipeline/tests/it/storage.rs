@@ -10,7 +10,7 @@ use pipeline::storage::{
     BodyError, BodyStream, ObjectKey, S3Store, Storage, StorageError, PART_SIZE,
 };
 
-use crate::common::S3Server;
+use crate::common::{s3_settings, S3Server};
 
 /// A backend under test, with whatever keeps it alive.
 struct Backend {
@@ -43,7 +43,7 @@ async fn local() -> Backend {
 async fn s3() -> Backend {
     let server = S3Server::start();
     let bucket = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let store = S3Store::open(server.settings(&bucket)).await.unwrap();
+    let store = S3Store::open(s3_settings(&server, &bucket)).await.unwrap();
     store.create_bucket_if_missing().await.unwrap();
     let storage = Storage::S3(store);
     storage.ping().await.unwrap();
@@ -91,6 +91,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn listing_pages_in_key_order() {
                 super::listing_pages_in_key_order(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn prefixes_and_copies() {
+                super::prefixes_and_copies(super::$backend().await).await;
             }
             #[tokio::test]
             async fn presigned_urls_work_with_a_plain_http_client() {
@@ -259,6 +263,32 @@ async fn listing_pages_in_key_order(backend: Backend) {
     assert_eq!(left, ["outputs/job-3/z"]);
 }
 
+async fn prefixes_and_copies(backend: Backend) {
+    let storage = &backend.storage;
+    let data = pattern(300_000);
+    let from = key("uploads/u2");
+    storage
+        .put(&from, Bytes::from(data.clone()), "application/octet-stream")
+        .await
+        .unwrap();
+    assert_eq!(storage.get_prefix(&from, 1000).await.unwrap(), data[..1000]);
+    assert_eq!(storage.get_prefix(&from, 10_000_000).await.unwrap(), data);
+    let to = key("originals/copied");
+    assert_eq!(
+        storage.copy(&from, &to).await.unwrap().size,
+        data.len() as u64
+    );
+    assert_eq!(storage.get(&to).await.unwrap(), data);
+    assert!(matches!(
+        storage.copy(&key("uploads/none"), &to).await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        storage.get_prefix(&key("uploads/none"), 10).await,
+        Err(StorageError::NotFound(_))
+    ));
+}
+
 async fn presigned_urls_work_with_a_plain_http_client(backend: Backend) {
     let storage = &backend.storage;
     let k = key("uploads/u1");
@@ -306,7 +336,7 @@ async fn presigned_urls_work_with_a_plain_http_client(backend: Backend) {
 async fn a_frozen_s3_server_makes_calls_time_out_and_retry_not_hang() {
     let server = S3Server::start();
     let bucket = format!("freeze-{}", uuid::Uuid::new_v4().simple());
-    let mut settings = server.settings(&bucket);
+    let mut settings = s3_settings(&server, &bucket);
     settings.attempt_timeout = Duration::from_millis(500);
     settings.call_timeout = Duration::from_secs(2);
     let store = S3Store::open(settings).await.unwrap();
@@ -381,7 +411,7 @@ async fn storage_urls_are_checked_when_opened() {
 #[tokio::test]
 async fn a_missing_bucket_or_wrong_key_is_refused_clearly() {
     let server = S3Server::start();
-    let missing = S3Store::open(server.settings("no-such-bucket"))
+    let missing = S3Store::open(s3_settings(&server, "no-such-bucket"))
         .await
         .unwrap();
     let e = missing.ping().await.unwrap_err();
@@ -389,7 +419,7 @@ async fn a_missing_bucket_or_wrong_key_is_refused_clearly() {
         matches!(e, StorageError::NotFound(_) | StorageError::Refused(_)),
         "{e}"
     );
-    let mut wrong = server.settings("whatever");
+    let mut wrong = s3_settings(&server, "whatever");
     wrong.credentials = Some(("nobody".into(), "nothing".into()));
     let wrong = S3Store::open(wrong).await.unwrap();
     let e = wrong.create_bucket_if_missing().await.unwrap_err();

@@ -1,0 +1,97 @@
+//! `/v1/dead-letter`: jobs that exhausted their retries, and putting one back on the queue.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use pipeline::view::{rfc3339, JobView};
+use serde::{Deserialize, Serialize};
+
+use super::load_job;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct DeadQuery {
+    /// 1–100 (default 20)
+    limit: Option<usize>,
+    /// from the previous page's `next_cursor`
+    cursor: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeadLetterView {
+    /// RFC 3339.
+    pub failed_at: String,
+    pub job: JobView,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeadLetterList {
+    pub jobs: Vec<DeadLetterView>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/dead-letter`: newest first; each key sees its own.
+#[utoipa::path(get, path = "/v1/dead-letter", tag = "dead-letter", params(DeadQuery),
+    responses((status = 200, body = DeadLetterList), (status = 401)))]
+pub async fn list(
+    req: HttpRequest,
+    query: web::Query<DeadQuery>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadSpec(pipeline::spec::SpecError::new(
+            "limit",
+            "must be an integer in 1..=100",
+        )));
+    }
+    let base = state.base_url(&req);
+    let mut jobs = Vec::new();
+    let mut cursor = query.cursor.clone();
+    // Other keys' entries are skipped, so a page may take several reads.
+    loop {
+        let (letters, next) = state.queue.dead_letters(limit, cursor.as_deref()).await?;
+        for letter in letters {
+            if caller.may_see(letter.job.owner.as_deref()) && jobs.len() < limit {
+                jobs.push(DeadLetterView {
+                    failed_at: rfc3339(letter.failed_at),
+                    job: JobView::new(&letter.job, &base),
+                });
+            }
+        }
+        cursor = next;
+        if jobs.len() >= limit || cursor.is_none() {
+            break;
+        }
+    }
+    Ok(HttpResponse::Ok().json(DeadLetterList {
+        jobs,
+        next_cursor: cursor,
+    }))
+}
+
+/// `POST /v1/dead-letter/{id}/replay`: back on the queue with a fresh set of attempts.
+#[utoipa::path(post, path = "/v1/dead-letter/{id}/replay", tag = "dead-letter",
+    params(("id" = String, Path, description = "job id")),
+    responses((status = 202, body = JobView), (status = 404, description = "no such job in the dead-letter list")))]
+pub async fn replay(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let record = load_job(&state, &caller, &path).await?;
+    if !state.queue.replay(&record.id).await? {
+        return Err(ApiError::NotFound(format!(
+            "job {} is not in the dead-letter list",
+            record.id
+        )));
+    }
+    let record = state
+        .queue
+        .get(&record.id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Accepted().json(JobView::new(&record, &state.base_url(&req))))
+}

@@ -1,0 +1,557 @@
+//! `/v1/jobs`: submit, read, list, cancel, fetch outputs, follow events.
+
+use std::time::Duration;
+
+use actix_multipart::Multipart;
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures::StreamExt;
+use pipeline::job::{new_job_id, JobInput, JobRecord, JobStatus, NewJob};
+use pipeline::queue::{CancelOutcome, IdempotencyClaim};
+use pipeline::spec::{Spec, SpecError};
+use pipeline::storage::ObjectKey;
+use pipeline::view::JobView;
+use serde::Deserialize;
+
+use super::{
+    accepted, check_spec, idempotency_key, load_job, query_pairs, request_id, spec_from_query,
+};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::upload::{chunks, store_image, Budget};
+
+/// The largest spec accepted in a multipart part or a JSON body.
+pub const MAX_SPEC_LEN: usize = 64 << 10;
+
+/// `POST /v1/jobs`: multipart (`file` and optional `spec` parts), a raw image body with the spec
+/// in the query, or JSON `{"upload_id", "spec"}` for a presigned upload.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body(content = Vec<u8>, description = "multipart/form-data (parts `file`, `spec`), a raw image, or JSON {upload_id, spec}"),
+    params(("spec" = Option<String>, Query, description = "the spec as JSON (raw bodies)"),
+           ("w" = Option<u32>, Query, description = "shorthand: resize width"),
+           ("Idempotency-Key" = Option<String>, Header, description = "same key and body: same job")),
+    responses(
+        (status = 202, description = "accepted", body = super::Accepted),
+        (status = 400, description = "bad spec or request"), (status = 401), (status = 413),
+        (status = 415, description = "not an image"), (status = 422, description = "undecodable or over the pixel limit"),
+        (status = 429, description = "queue full"), (status = 503)
+    )
+)]
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    state.admit().await?;
+    let limit = state.settings.max_upload;
+    if let Some(length) = content_length(&req) {
+        if length > limit + (64 << 10) {
+            return Err(ApiError::TooLarge { limit });
+        }
+    }
+    let idempotency = idempotency_key(&req)?;
+    let content_type = req.content_type().to_ascii_lowercase();
+    let pairs = query_pairs(&req);
+    let job_id = new_job_id();
+    let key = ObjectKey::original(&job_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut budget = Budget::new(limit, idempotency.is_some());
+
+    let (spec, info, bytes) = if content_type.starts_with("multipart/form-data") {
+        let query_spec = spec_from_query(&pairs, &[])?;
+        let mut parts = Multipart::new(req.headers(), payload);
+        let mut spec_text: Option<String> = None;
+        let mut stored = None;
+        while let Some(field) = parts.next().await {
+            let field =
+                field.map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?;
+            match field.name() {
+                Some("spec") => {
+                    let text = read_small(field, MAX_SPEC_LEN, "spec").await?;
+                    if spec_text.replace(text).is_some() {
+                        return Err(ApiError::BadSpec(SpecError::new("spec", "is given twice")));
+                    }
+                }
+                Some("file") => {
+                    if stored.is_some() {
+                        return Err(ApiError::BadRequest(
+                            "one `file` per job: send several frames to /v1/frames".into(),
+                        ));
+                    }
+                    let result = store_image(
+                        &state.storage,
+                        &key,
+                        chunks(Box::pin(field)),
+                        &mut budget,
+                        &state.limits,
+                    )
+                    .await;
+                    stored = Some(result?);
+                }
+                Some(other) => {
+                    let other = other.to_owned();
+                    let _ = delete(&state, &key).await;
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown multipart part `{other}` (expected `file` and `spec`)"
+                    )));
+                }
+                None => {
+                    return Err(ApiError::BadRequest(
+                        "a multipart part without a name".into(),
+                    ))
+                }
+            }
+        }
+        let Some((info, bytes)) = stored else {
+            return Err(ApiError::BadRequest(
+                "no `file` part: send the image as a part named `file`".into(),
+            ));
+        };
+        let spec = match (spec_text, query_spec) {
+            (Some(_), Some(_)) => Err(ApiError::BadSpec(SpecError::new(
+                "spec",
+                "give the spec as a part or in the query, not both",
+            ))),
+            (Some(text), None) => Spec::from_json(&text).map_err(ApiError::from),
+            (None, Some(spec)) => Ok(spec),
+            (None, None) => Err(no_spec()),
+        };
+        match spec {
+            Ok(spec) => {
+                budget.add_to_fingerprint(spec.to_json().as_bytes());
+                (spec, info, bytes)
+            }
+            Err(e) => {
+                let _ = delete(&state, &key).await;
+                return Err(e);
+            }
+        }
+    } else if content_type == "application/json" {
+        return super::uploads::create_from_upload(req, payload, state, caller).await;
+    } else {
+        // A raw image body: the spec must be known before the body is read.
+        let spec = spec_from_query(&pairs, &[])?.ok_or_else(no_spec)?;
+        check_spec(&state, &spec, false)?;
+        budget.add_to_fingerprint(spec.to_json().as_bytes());
+        let (info, bytes) = store_image(
+            &state.storage,
+            &key,
+            chunks(payload),
+            &mut budget,
+            &state.limits,
+        )
+        .await?;
+        (spec, info, bytes)
+    };
+    if let Err(e) = check_spec(&state, &spec, false) {
+        let _ = delete(&state, &key).await;
+        return Err(e);
+    }
+    state.metrics.uploaded(bytes);
+    let job = NewJob {
+        id: job_id,
+        spec,
+        input: JobInput::Image {
+            key: key.to_string(),
+            bytes,
+            format: info.format,
+            width: info.width,
+            height: info.height,
+        },
+        owner: caller.owner.clone(),
+        request_id: request_id(&req),
+    };
+    let fingerprint = budget.fingerprint();
+    submit(
+        &state,
+        &req,
+        &caller,
+        job,
+        idempotency.map(|k| (k, fingerprint)),
+    )
+    .await
+}
+
+fn no_spec() -> ApiError {
+    ApiError::BadSpec(SpecError::new(
+        "spec",
+        "is required: a `spec` part, ?spec=<JSON>, or the shorthand (?w=256&format=webp)",
+    ))
+}
+
+pub(crate) fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads a small multipart part (a spec) into a string.
+pub(crate) async fn read_small(
+    mut field: actix_multipart::Field,
+    limit: usize,
+    name: &str,
+) -> Result<String, ApiError> {
+    let mut data = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?;
+        data.extend_from_slice(&chunk);
+        if data.len() > limit {
+            return Err(ApiError::BadSpec(SpecError::new(
+                name,
+                format!("is over {limit} bytes"),
+            )));
+        }
+    }
+    String::from_utf8(data).map_err(|_| ApiError::BadSpec(SpecError::new(name, "is not UTF-8")))
+}
+
+async fn delete(state: &AppState, key: &ObjectKey) -> Result<(), ApiError> {
+    state.storage.delete(key).await.map_err(ApiError::from)
+}
+
+async fn delete_inputs(state: &AppState, input: &JobInput) {
+    for key in input.keys() {
+        if let Ok(key) = ObjectKey::parse(key) {
+            let _ = state.storage.delete(&key).await;
+        }
+    }
+}
+
+/// Records and queues a job whose input is stored, honouring an idempotency key: the same
+/// key and request give the same job; the same key with another request is a conflict.
+pub(crate) async fn submit(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    job: NewJob,
+    idempotency: Option<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let owner = caller.owner.as_deref();
+    if let Some((key, fingerprint)) = &idempotency {
+        let mut claim = state
+            .queue
+            .claim_idempotency(owner, key, &job.id, fingerprint)
+            .await?;
+        if let IdempotencyClaim::Existing {
+            job_id, claimed_at, ..
+        } = &claim
+        {
+            // A claim whose job never appeared (its gateway died before queueing it) is stale.
+            let stale = pipeline::job::now_ms().saturating_sub(*claimed_at) > 60_000
+                && state.queue.get(job_id).await?.is_none();
+            if stale {
+                state.queue.release_idempotency(owner, key).await?;
+                claim = state
+                    .queue
+                    .claim_idempotency(owner, key, &job.id, fingerprint)
+                    .await?;
+            }
+        }
+        if let IdempotencyClaim::Existing {
+            job_id,
+            fingerprint: theirs,
+            ..
+        } = claim
+        {
+            delete_inputs(state, &job.input).await;
+            if &theirs != fingerprint {
+                return Err(ApiError::Conflict(
+                    "this Idempotency-Key was used with a different request".into(),
+                ));
+            }
+            let status = match state.queue.get(&job_id).await? {
+                Some(record) => record.status.as_str(),
+                None => "queued",
+            };
+            return Ok(accepted(state, req, &job_id, status));
+        }
+    }
+    match state.queue.enqueue(&job).await {
+        Ok(_) => Ok(accepted(state, req, &job.id, "queued")),
+        Err(e) => {
+            delete_inputs(state, &job.input).await;
+            if let Some((key, _)) = &idempotency {
+                let _ = state.queue.release_idempotency(owner, key).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// `GET /v1/jobs/{id}`.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = JobView), (status = 404), (status = 401), (status = 503)))]
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let record = load_job(&state, &caller, &path).await?;
+    Ok(HttpResponse::Ok().json(JobView::new(&record, &state.base_url(&req))))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// queued, running, succeeded, failed or cancelled
+    status: Option<String>,
+    /// 1–100 (default 20)
+    limit: Option<usize>,
+    /// from the previous page's `next_cursor`
+    cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/jobs?status=&limit=&cursor=`: recent jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = JobList), (status = 400), (status = 401)))]
+pub async fn list(
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let status = match &query.status {
+        None => None,
+        Some(text) => Some(JobStatus::parse(text).ok_or_else(|| {
+            ApiError::BadSpec(SpecError::new(
+                "status",
+                "must be queued, running, succeeded, failed or cancelled",
+            ))
+        })?),
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadSpec(SpecError::new(
+            "limit",
+            "must be an integer in 1..=100",
+        )));
+    }
+    let page = state
+        .queue
+        .list(
+            caller.owner.as_deref(),
+            status,
+            limit,
+            query.cursor.as_deref(),
+        )
+        .await?;
+    let base = state.base_url(&req);
+    Ok(HttpResponse::Ok().json(JobList {
+        jobs: page.jobs.iter().map(|r| JobView::new(r, &base)).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// `DELETE /v1/jobs/{id}`: a queued job is never run; a running one stops at its next
+/// checkpoint. Answers the job as it stands.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = JobView), (status = 404), (status = 401)))]
+pub async fn cancel(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let record = load_job(&state, &caller, &path).await?;
+    if state.queue.cancel(&record.id).await? == CancelOutcome::Missing {
+        return Err(ApiError::not_found());
+    }
+    let record = state
+        .queue
+        .get(&record.id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(JobView::new(&record, &state.base_url(&req))))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct OutputQuery {
+    /// which frame's output, for frame jobs
+    frame: Option<u32>,
+}
+
+/// `GET /v1/jobs/{id}/outputs/{name}`: the bytes (local storage) or a redirect to a presigned
+/// URL (S3); `ETag`, `Cache-Control` and conditional GET either way.
+#[utoipa::path(get, path = "/v1/jobs/{id}/outputs/{name}", tag = "jobs",
+    params(("id" = String, Path, description = "job id"), ("name" = String, Path, description = "output name"), OutputQuery),
+    responses((status = 200, description = "the output's bytes"), (status = 304), (status = 307, description = "presigned URL"), (status = 404)))]
+pub async fn output(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<OutputQuery>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let (id, name) = path.into_inner();
+    let record = load_job(&state, &caller, &id).await?;
+    let output = record
+        .outputs
+        .iter()
+        .find(|o| o.name == name && o.frame == query.frame)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "job {id} has no output `{name}`{}",
+                match query.frame {
+                    Some(frame) => format!(" for frame {frame}"),
+                    None if record.outputs.iter().any(|o| o.name == name) =>
+                        " without ?frame=N (a frame job)".to_owned(),
+                    None => String::new(),
+                }
+            ))
+        })?;
+    // Outputs never change once written: clients and caches may keep them.
+    let cache = if state.keys.is_open() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "private, max-age=31536000, immutable"
+    };
+    if let Some(tags) = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if tags
+            .split(',')
+            .any(|t| t.trim() == output.etag || t.trim() == "*")
+        {
+            return Ok(HttpResponse::NotModified()
+                .insert_header((header::ETAG, output.etag.clone()))
+                .insert_header((header::CACHE_CONTROL, cache))
+                .finish());
+        }
+    }
+    let key = ObjectKey::parse(&output.key).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(url) = state
+        .storage
+        .presign_get(&key, state.settings.presign_ttl)
+        .await?
+    {
+        return Ok(HttpResponse::TemporaryRedirect()
+            .insert_header((header::LOCATION, url))
+            .insert_header((header::ETAG, output.etag.clone()))
+            .insert_header((header::CACHE_CONTROL, "private, max-age=60"))
+            .finish());
+    }
+    let (meta, stream) = state.storage.get_stream(&key).await.map_err(|e| match e {
+        pipeline::storage::StorageError::NotFound(_) => {
+            ApiError::NotFound(format!("the output `{name}` is gone from storage"))
+        }
+        other => other.into(),
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type(output.content_type.clone())
+        .insert_header((header::ETAG, output.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, cache))
+        .no_chunking(meta.size)
+        .streaming(stream.map(|chunk| {
+            chunk.map_err(|e| actix_web::error::ErrorServiceUnavailable(e.to_string()))
+        })))
+}
+
+/// `GET /v1/jobs/{id}/events`: Server-Sent Events — the job at once, then an event per status or
+/// progress change, ending after the final status; a keep-alive comment every 15 s.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
+    params(("id" = String, Path, description = "job id")),
+    responses((status = 200, description = "text/event-stream of `job` events (JobView JSON)"), (status = 404)))]
+pub async fn events(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    // Subscribe before reading, so no change between the read and the subscription is missed.
+    let id = path.into_inner();
+    let subscription = state.events.subscribe(&id);
+    let record = load_job(&state, &caller, &id).await?;
+    let base = state.base_url(&req);
+    let state = state.into_inner();
+    let stream = async_stream(state, record, base, subscription);
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(stream))
+}
+
+/// The SSE body: emits on every pub/sub event, on a 5 s poll (a pub/sub gap costs latency, not
+/// events), and keep-alives; ends after a final status.
+fn async_stream(
+    state: std::sync::Arc<AppState>,
+    first: JobRecord,
+    base: String,
+    subscription: crate::events::Subscription,
+) -> impl futures::Stream<Item = Result<Bytes, actix_web::Error>> {
+    struct Cursor {
+        id: String,
+        state: std::sync::Arc<AppState>,
+        base: String,
+        subscription: crate::events::Subscription,
+        last: Option<(JobStatus, u8)>,
+        pending: Option<JobRecord>,
+        done: bool,
+    }
+    let cursor = Cursor {
+        id: first.id.clone(),
+        state,
+        base,
+        subscription,
+        last: None,
+        pending: Some(first),
+        done: false,
+    };
+    futures::stream::unfold(cursor, |mut c| async move {
+        if c.done {
+            return None;
+        }
+        loop {
+            if let Some(record) = c.pending.take() {
+                let key = (record.status, record.progress);
+                if c.last != Some(key) {
+                    c.last = Some(key);
+                    c.done = record.status.is_terminal();
+                    let view = JobView::new(&record, &c.base);
+                    let json = serde_json::to_string(&view).unwrap_or_default();
+                    let event = format!("event: job\nid: {}\ndata: {json}\n\n", record.progress);
+                    return Some((Ok(Bytes::from(event)), c));
+                }
+            }
+            let woke = tokio::time::timeout(Duration::from_secs(15), async {
+                tokio::select! {
+                    message = c.subscription.receiver.recv() => message.is_some(),
+                    () = tokio::time::sleep(Duration::from_secs(5)) => true,
+                }
+            })
+            .await;
+            match woke {
+                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), c)),
+                Ok(_) => {
+                    match c.state.queue.get(&c.id).await {
+                        Ok(Some(record)) => c.pending = Some(record),
+                        Ok(None) => return None,
+                        // Redis trouble: keep the stream open and try again.
+                        Err(_) => {
+                            return Some((
+                                Ok(Bytes::from_static(b": redis unavailable, retrying\n\n")),
+                                c,
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,103 @@
+//! What every request handler shares.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use pipeline::engine::Limits;
+use pipeline::queue::{Depth, Queue};
+use pipeline::storage::Storage;
+
+use crate::auth::ApiKeys;
+use crate::error::ApiError;
+use crate::events::EventHub;
+use crate::metrics::GatewayMetrics;
+use crate::settings::Settings;
+
+pub struct AppState {
+    pub queue: Queue,
+    pub storage: Storage,
+    pub settings: Arc<Settings>,
+    pub keys: ApiKeys,
+    pub metrics: GatewayMetrics,
+    pub events: Arc<EventHub>,
+    pub limits: Limits,
+    pub webhook_allow_private: bool,
+    depth: DepthCache,
+}
+
+impl AppState {
+    pub fn new(
+        queue: Queue,
+        storage: Storage,
+        settings: Arc<Settings>,
+        keys: ApiKeys,
+        events: Arc<EventHub>,
+        webhook_allow_private: bool,
+    ) -> AppState {
+        AppState {
+            limits: Limits {
+                max_pixels: settings.connection.max_pixels,
+                max_frames: settings.max_frames,
+            },
+            queue,
+            storage,
+            settings,
+            keys,
+            metrics: GatewayMetrics::new(),
+            events,
+            webhook_allow_private,
+            depth: DepthCache::default(),
+        }
+    }
+
+    /// Refuses new work (429) while the backlog is at its limit. The depth is read from Redis
+    /// at most every 100 ms: one read serves a burst of uploads.
+    pub async fn admit(&self) -> Result<(), ApiError> {
+        let backlog = match self.depth.fresh() {
+            Some(backlog) => backlog,
+            None => {
+                let depth: Depth = self.queue.depth().await?;
+                self.depth.store(depth.backlog());
+                depth.backlog()
+            }
+        };
+        if backlog >= self.settings.max_queue_depth {
+            return Err(ApiError::QueueFull {
+                depth: backlog,
+                retry_after: 2,
+            });
+        }
+        Ok(())
+    }
+
+    /// The origin URLs in responses start with: the configured public URL, or the request's.
+    pub fn base_url(&self, req: &actix_web::HttpRequest) -> String {
+        match &self.settings.webhooks.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let info = req.connection_info();
+                format!("{}://{}", info.scheme(), info.host())
+            }
+        }
+    }
+}
+
+/// The last backlog read and when (ms since the epoch).
+#[derive(Default)]
+struct DepthCache {
+    backlog: AtomicU64,
+    read_at: AtomicU64,
+}
+
+impl DepthCache {
+    fn fresh(&self) -> Option<u64> {
+        let age = pipeline::job::now_ms().saturating_sub(self.read_at.load(Ordering::Relaxed));
+        (age < 100).then(|| self.backlog.load(Ordering::Relaxed))
+    }
+
+    fn store(&self, backlog: u64) {
+        self.backlog.store(backlog, Ordering::Relaxed);
+        self.read_at
+            .store(pipeline::job::now_ms(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,240 @@
+//! `spawn_app()`: a gateway on a free port with its own queue and storage, real Redis, real HTTP.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fixtures::servers::{unique, TempDir};
+use gateway::{Application, Settings};
+use pipeline::queue::{Queue, QueueConfig};
+use serde_json::Value;
+
+/// The Redis the tests share; each app has its own queue name.
+pub fn redis_url() -> String {
+    std::env::var("IMAGEPIPE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+pub fn corpus(relative: &str) -> Vec<u8> {
+    std::fs::read(fixtures::servers::corpus(relative)).expect("corpus file")
+}
+
+/// The S3 credentials test servers accept, in the standard variables gateways read.
+pub fn use_test_s3_credentials() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", fixtures::servers::S3_ACCESS_KEY);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", fixtures::servers::S3_SECRET_KEY);
+        std::env::set_var("AWS_REGION", "us-east-1");
+    });
+}
+
+pub struct AppOptions {
+    pub embedded_workers: usize,
+    pub api_keys: Option<String>,
+    pub redis_url: String,
+    pub storage: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub max_upload: Option<u64>,
+    pub max_queue_depth: Option<u64>,
+    pub webhook_secret: Option<String>,
+    pub webhook_allow_private: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            embedded_workers: 0,
+            api_keys: None,
+            redis_url: redis_url(),
+            storage: None,
+            s3_endpoint: None,
+            max_upload: None,
+            max_queue_depth: None,
+            webhook_secret: None,
+            webhook_allow_private: false,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    /// A handle on the app's queue, to look behind the API.
+    pub queue: Queue,
+    pub storage_dir: PathBuf,
+    _dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app(options: AppOptions) -> TestApp {
+    let dir = TempDir::new("imagepipe-gateway");
+    let queue_name = unique("gw");
+    let mut settings = Settings::defaults();
+    settings.listen = "127.0.0.1:0".into();
+    settings.connection.redis_url = options.redis_url.clone();
+    settings.connection.queue = queue_name.clone();
+    settings.connection.storage = options
+        .storage
+        .unwrap_or_else(|| format!("file://{}", dir.path().join("objects").display()));
+    settings.connection.s3_endpoint = options.s3_endpoint;
+    settings.embedded_workers = options.embedded_workers;
+    settings.api_keys = options.api_keys;
+    settings.http_workers = Some(1);
+    settings.visibility_timeout = Duration::from_secs(5);
+    settings.shutdown_timeout = Duration::from_secs(5);
+    settings.webhooks.webhook_secret = options.webhook_secret;
+    settings.webhooks.webhook_allow_private = options.webhook_allow_private;
+    if let Some(limit) = options.max_upload {
+        settings.max_upload = limit;
+    }
+    if let Some(depth) = options.max_queue_depth {
+        settings.max_queue_depth = depth;
+    }
+    let app = Application::build(settings).await.expect("gateway builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let queue = Queue::connect(
+        &options.redis_url,
+        QueueConfig {
+            name: queue_name,
+            ..QueueConfig::default()
+        },
+    )
+    .await
+    .expect("queue handle");
+    TestApp {
+        address,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        queue,
+        storage_dir: dir.path().join("objects"),
+        _dir: dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Uploads `image` as a multipart `file` part, with `spec` as a part when given.
+    pub async fn submit(&self, image: Vec<u8>, spec: Option<&str>) -> reqwest::Response {
+        self.submit_as(image, spec, None).await
+    }
+
+    pub async fn submit_as(
+        &self,
+        image: Vec<u8>,
+        spec: Option<&str>,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(image).file_name("photo.jpg"),
+        );
+        if let Some(spec) = spec {
+            form = form.text("spec", spec.to_owned());
+        }
+        let mut request = self.http.post(self.url("/v1/jobs")).multipart(form);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Submits and returns the new job's id (asserting 202).
+    pub async fn submit_ok(&self, image: Vec<u8>, spec: &str) -> String {
+        let response = self.submit(image, Some(spec)).await;
+        assert_eq!(
+            response.status(),
+            202,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let response = self
+            .http
+            .get(self.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Polls a job until it ends (or panics after `limit`).
+    pub async fn wait_for(&self, id: &str, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let job = self.job(id).await;
+            if matches!(
+                job["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
+                return job;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "job {id} still {} after {limit:?}",
+                job["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the app gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app stopped cleanly");
+        }
+        purge(&self.queue).await;
+    }
+}
+
+/// Deletes every key of a test queue.
+pub async fn purge(queue: &Queue) {
+    let pattern = format!("{}:*", queue.keys().prefix());
+    let keys: Vec<String> = queue
+        .redis()
+        .query(redis::cmd("KEYS").arg(pattern))
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<i64, _> = queue.redis().query(redis::cmd("DEL").arg(chunk)).await;
+    }
+}
+
+/// Asserts a response is an `application/problem+json` error with this status and code, and
+/// returns its body.
+pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["type"].as_str().unwrap().ends_with(code));
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}
+
+pub const THUMB_SPEC: &str = r#"{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":128,"height":128,"fit":"cover"}],"format":"webp"},{"name":"large","ops":[{"op":"resize","width":400}],"format":"jpeg","quality":85}],"placeholder":"blurhash"}"#;

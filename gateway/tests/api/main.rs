@@ -1,0 +1,12 @@
+//! The gateway's integration tests: real HTTP on port 0, real Redis, real storage (a directory,
+//! or s3s-fs), real worker processes.
+
+mod auth;
+mod events;
+mod frames;
+mod helpers;
+mod jobs;
+mod ops;
+mod processes;
+mod uploads;
+mod webhooks;

@@ -1,0 +1,488 @@
+//! Gateway and workers as real processes: shared load, SIGKILL and SIGTERM, job timeouts, and
+//! the one-command embedded mode.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use fixtures::servers::{free_port, unique, TempDir};
+use pipeline::queue::{Queue, QueueConfig};
+use serde_json::Value;
+
+use crate::helpers::{corpus, purge, redis_url};
+
+/// A binary of this workspace, built beside the gateway (`cargo test --workspace` builds all).
+fn binary(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_gateway")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+struct Process {
+    child: Child,
+}
+
+impl Process {
+    fn spawn(
+        name: &str,
+        args: &[String],
+        cwd: &std::path::Path,
+        env: &[(&str, String)],
+    ) -> Process {
+        let mut command = Command::new(binary(name));
+        command.args(args).current_dir(cwd).stdout(Stdio::null());
+        // Set IMAGEPIPE_TEST_LOGS=DIR to keep each process's log there.
+        match std::env::var_os("IMAGEPIPE_TEST_LOGS") {
+            Some(dir) => {
+                let log = std::path::Path::new(&dir).join(format!("{name}-{}.log", unique("p")));
+                command.stderr(std::fs::File::create(log).expect("log file"));
+            }
+            None => {
+                command.stderr(Stdio::null());
+            }
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Process {
+            child: command.spawn().expect("spawn"),
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway process and the workers a test adds to it, on one queue and one storage directory.
+struct Cluster {
+    queue_name: String,
+    storage: String,
+    dir: TempDir,
+    address: String,
+    http: reqwest::Client,
+    queue: Queue,
+    _gateway: Process,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = TempDir::new("imagepipe-cluster");
+        let queue_name = unique("proc");
+        let storage = format!("file://{}", dir.path().join("objects").display());
+        let port = free_port();
+        let gateway = Process::spawn(
+            "gateway",
+            &[
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--queue".into(),
+                queue_name.clone(),
+                "--storage".into(),
+                storage.clone(),
+                "--redis-url".into(),
+                redis_url(),
+            ],
+            dir.path(),
+            &[],
+        );
+        let address = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        wait_healthy(&http, &address).await;
+        let queue = Queue::connect(
+            &redis_url(),
+            QueueConfig {
+                name: queue_name.clone(),
+                ..QueueConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        Cluster {
+            queue_name,
+            storage,
+            dir,
+            address,
+            http,
+            queue,
+            _gateway: gateway,
+        }
+    }
+
+    fn worker(&self, extra: &[&str]) -> Process {
+        let mut args = vec![
+            "--queue".to_owned(),
+            self.queue_name.clone(),
+            "--storage".into(),
+            self.storage.clone(),
+            "--redis-url".into(),
+            redis_url(),
+            "--threads".into(),
+            "1".into(),
+            "--prefetch".into(),
+            "0".into(),
+            "--visibility-timeout".into(),
+            "2s".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Process::spawn("worker", &args, self.dir.path(), &[])
+    }
+
+    async fn submit(&self, image: Vec<u8>, spec: &str) -> String {
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(image))
+            .text("spec", spec.to_owned());
+        let response = self
+            .http
+            .post(format!("{}/v1/jobs", self.address))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/v1/jobs/{id}", self.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every job ended; returns them.
+    async fn wait_all(&self, ids: &[String], limit: Duration) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let mut jobs = Vec::new();
+            for id in ids {
+                jobs.push(self.job(id).await);
+            }
+            let pending = jobs
+                .iter()
+                .filter(|j| {
+                    !matches!(
+                        j["status"].as_str(),
+                        Some("succeeded" | "failed" | "cancelled")
+                    )
+                })
+                .count();
+            if pending == 0 {
+                return jobs;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{pending} of {} jobs still pending after {limit:?}: {jobs:?}",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn wait_healthy(http: &reqwest::Client, address: &str) {
+    let started = Instant::now();
+    while http
+        .get(format!("{address}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .ok()
+        != Some(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{address} never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A spec that keeps a worker busy for a while (a big photo, several outputs).
+const HEAVY: &str = r#"{"outputs":[{"name":"a","ops":[{"op":"resize","width":1600}],"format":"webp"},{"name":"b","ops":[{"op":"resize","width":800}],"format":"png"},{"name":"c","ops":[{"op":"resize","width":256}]}]}"#;
+const LIGHT: &str = r#"{"outputs":[{"name":"t","ops":[{"op":"resize","width":64}]}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_the_load_and_the_outputs_are_right() {
+    let cluster = Cluster::start().await;
+    let _a = cluster.worker(&[]);
+    let _b = cluster.worker(&[]);
+    let mut ids = Vec::new();
+    for name in [
+        "kodim01", "kodim02", "kodim03", "kodim04", "kodim05", "kodim06", "kodim07", "kodim08",
+    ] {
+        ids.push(
+            cluster
+                .submit(corpus(&format!("jpeg/{name}.jpg")), HEAVY)
+                .await,
+        );
+    }
+    let jobs = cluster.wait_all(&ids, Duration::from_secs(120)).await;
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
+    let mut workers = std::collections::HashSet::new();
+    for id in &ids {
+        workers.insert(
+            cluster
+                .queue
+                .get(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .worker
+                .unwrap(),
+        );
+    }
+    assert_eq!(workers.len(), 2, "both workers ran jobs");
+    let url = jobs[0]["outputs"][0]["url"].as_str().unwrap();
+    let bytes = cluster
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        image::load_from_memory(&bytes).unwrap().width(),
+        768,
+        "1600 px asked, never enlarged"
+    );
+    purge(&cluster.queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_under_load_loses_nothing() {
+    let cluster = Cluster::start().await;
+    let mut victim = cluster.worker(&[]);
+    let _survivor = cluster.worker(&[]);
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        let photo = ["large/pixel1_IMG_20180725_163423.jpg", "jpeg/kodim23.jpg"][i % 2];
+        ids.push(cluster.submit(corpus(photo), HEAVY).await);
+    }
+    // Kill one worker once work is under way, holding a job.
+    let started = Instant::now();
+    loop {
+        let depth = cluster.queue.depth().await.unwrap();
+        if depth.in_flight.iter().sum::<u64>() >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "workers never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    victim.signal("KILL");
+    victim.wait_exit(Duration::from_secs(5)).expect("killed");
+    let jobs = cluster.wait_all(&ids, Duration::from_secs(240)).await;
+    let failed: Vec<&Value> = jobs.iter().filter(|j| j["status"] != "succeeded").collect();
+    assert!(failed.is_empty(), "jobs lost or failed: {failed:?}");
+    let retried = jobs
+        .iter()
+        .filter(|j| j["attempts"].as_u64() > Some(1))
+        .count();
+    assert!(
+        retried >= 1,
+        "the killed worker's job was taken over (and shows a second attempt)"
+    );
+    purge(&cluster.queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_worker_within_its_deadline_and_loses_nothing() {
+    let cluster = Cluster::start().await;
+    let mut leaving = cluster.worker(&["--shutdown-timeout", "1s"]);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            cluster
+                .submit(corpus("large/canon_eos1300d_canon-dslr.jpg"), HEAVY)
+                .await,
+        );
+    }
+    let started = Instant::now();
+    while cluster
+        .queue
+        .depth()
+        .await
+        .unwrap()
+        .in_flight
+        .iter()
+        .sum::<u64>()
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = Instant::now();
+    leaving.signal("TERM");
+    let status = leaving
+        .wait_exit(Duration::from_secs(8))
+        .expect("exited within the deadline");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        asked.elapsed()
+    );
+    // What it did not finish, it handed back: another worker finishes everything.
+    let _other = cluster.worker(&[]);
+    let jobs = cluster.wait_all(&ids, Duration::from_secs(240)).await;
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
+    purge(&cluster.queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_its_timeout_fails_with_timeout_and_the_worker_carries_on() {
+    let cluster = Cluster::start().await;
+    let _worker = cluster.worker(&["--job-timeout", "300ms", "--max-attempts", "1"]);
+    // Many outputs, each a checkpoint: past the deadline, the job stops at the next one.
+    let outputs: Vec<String> = (0..16)
+        .map(|i| format!(r#"{{"name":"o{i}","ops":[{{"op":"resize","width":{}}},{{"op":"sharpen","sigma":2}}],"format":"png"}}"#, 1200 + i))
+        .collect();
+    let slow = cluster
+        .submit(
+            corpus("large/parrot_drone_issue-metadata-extractor-152.jpg"),
+            &format!(r#"{{"outputs":[{}]}}"#, outputs.join(",")),
+        )
+        .await;
+    let job = cluster
+        .wait_all(std::slice::from_ref(&slow), Duration::from_secs(120))
+        .await
+        .remove(0);
+    assert_eq!(
+        (job["status"].as_str(), job["error"]["code"].as_str()),
+        (Some("failed"), Some("timeout")),
+        "{job}"
+    );
+    let quick = cluster.submit(corpus("jpeg/kodim24.jpg"), LIGHT).await;
+    let job = cluster
+        .wait_all(std::slice::from_ref(&quick), Duration::from_secs(120))
+        .await
+        .remove(0);
+    assert_eq!(job["status"], "succeeded", "the worker carried on: {job}");
+    purge(&cluster.queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_mode_works_with_default_settings() {
+    // Defaults everywhere but the two ports (so the suite can run beside a dev setup): Redis
+    // is not running there, so the gateway starts one itself, with its data under ./data.
+    let dir = TempDir::new("imagepipe-embedded");
+    let (http_port, redis_port) = (free_port(), free_port());
+    let mut gateway = Process::spawn(
+        "gateway",
+        &["--embedded-workers".into(), "1".into()],
+        dir.path(),
+        &[
+            ("IMAGEPIPE_LISTEN", format!("127.0.0.1:{http_port}")),
+            (
+                "IMAGEPIPE_REDIS_URL",
+                format!("redis://127.0.0.1:{redis_port}/0"),
+            ),
+        ],
+    );
+    let address = format!("http://127.0.0.1:{http_port}");
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &address).await;
+    // README's quickstart, as curl sends it.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(corpus("jpeg/kodim01.jpg")).file_name("photo.jpg"),
+    );
+    let response = http
+        .post(format!("{address}/v1/jobs?w=256&format=webp"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = Instant::now();
+    let job = loop {
+        let job: Value = http
+            .get(format!("{address}/v1/jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] == "succeeded" {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let bytes = http
+        .get(job["outputs"][0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 256);
+    assert!(
+        dir.path().join("data/objects/originals").is_dir(),
+        "storage under ./data/objects"
+    );
+    assert!(
+        dir.path().join("data/redis").is_dir(),
+        "Redis data under ./data/redis"
+    );
+
+    gateway.signal("TERM");
+    let status = gateway
+        .wait_exit(Duration::from_secs(15))
+        .expect("the gateway exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    // It stopped the Redis it started.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err(),
+        "the child redis-server is still running"
+    );
+}

@@ -1,0 +1,178 @@
+//! Webhooks: the final record, HMAC-signed, to a receiver on loopback; SSRF targets refused.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{corpus, problem, spawn_app, AppOptions};
+
+struct Received {
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// A minimal HTTP receiver on loopback that answers 200 to everything.
+async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Received>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 8192];
+                let (head_end, length) = loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&data[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while data.len() < head_end + length {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+                let headers = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = tx.send(Received {
+                    headers,
+                    body: data[head_end..].to_vec(),
+                });
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn the_final_record_is_delivered_signed() {
+    let secret = "webhook-secret-for-tests";
+    let app = spawn_app(AppOptions {
+        embedded_workers: 1,
+        webhook_secret: Some(secret.into()),
+        webhook_allow_private: true,
+        ..Default::default()
+    })
+    .await;
+    let (url, mut received) = receiver().await;
+    let spec = format!(
+        r#"{{"outputs":[{{"name":"t","ops":[{{"op":"resize","width":32}}]}}],"webhook":{{"url":"{url}"}}}}"#
+    );
+    let id = app.submit_ok(corpus("jpeg/kodim16.jpg"), &spec).await;
+    let call = tokio::time::timeout(Duration::from_secs(30), received.recv())
+        .await
+        .expect("a webhook")
+        .unwrap();
+    assert_eq!(call.headers["content-type"], "application/json");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&call.body);
+    let expected = format!(
+        "sha256={}",
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert_eq!(
+        call.headers["x-imagepipe-signature"], expected,
+        "HMAC-SHA256 of the body under the secret"
+    );
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(
+        (body["id"].as_str(), body["status"].as_str()),
+        (Some(id.as_str()), Some("succeeded"))
+    );
+    assert_eq!(body["outputs"][0]["width"], 32);
+    // The record says how delivery went.
+    let started = std::time::Instant::now();
+    loop {
+        let job = app.job(&id).await;
+        if job["webhook"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("delivered"))
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn webhooks_to_private_or_metadata_addresses_are_refused() {
+    let app = spawn_app(AppOptions {
+        embedded_workers: 1,
+        ..Default::default()
+    })
+    .await;
+    for target in [
+        "http://127.0.0.1:9/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+    ] {
+        let spec = format!(r#"{{"outputs":[{{"name":"t"}}],"webhook":{{"url":"{target}"}}}}"#);
+        let response = app.submit(corpus("jpeg/kodim17.jpg"), Some(&spec)).await;
+        let body = problem(response, 400, "bad_spec").await;
+        assert_eq!(body["field"], "webhook.url", "{target}");
+    }
+    // A name that resolves to loopback passes the literal check but is refused at delivery,
+    // where the address connected to is checked.
+    let (url, mut received) = receiver().await;
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let spec = format!(
+        r#"{{"outputs":[{{"name":"t","ops":[{{"op":"resize","width":16}}]}}],"webhook":{{"url":"http://localhost:{port}/hook"}}}}"#
+    );
+    let id = app.submit_ok(corpus("jpeg/kodim17.jpg"), &spec).await;
+    assert_eq!(
+        app.wait_for(&id, Duration::from_secs(30)).await["status"],
+        "succeeded"
+    );
+    let started = std::time::Instant::now();
+    let status = loop {
+        let job = app.job(&id).await;
+        if let Some(status) = job["webhook"].as_str() {
+            break status.to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.starts_with("refused:") && status.contains("private or metadata address"),
+        "{status}"
+    );
+    assert!(
+        received.try_recv().is_err(),
+        "nothing reached the private address"
+    );
+    app.stop().await;
+}

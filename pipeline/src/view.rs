@@ -1,0 +1,118 @@
+//! A job as API.md shows it: in `GET /v1/jobs/{id}`, in events, in webhooks.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::failure::FailureCode;
+use crate::job::{JobRecord, JobStatus};
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    pub id: String,
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: JobStatus,
+    pub attempts: u32,
+    /// RFC 3339.
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// 0–100.
+    pub progress: u8,
+    pub outputs: Vec<OutputView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorView>,
+    /// `high`, `normal` or `low`.
+    pub priority: String,
+    /// Set while a cancel waits for the running job's next checkpoint.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+    /// When a job waiting to be retried becomes due (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// How delivering the job's webhook went, once it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    pub links: JobLinks,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OutputView {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<u32>,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ErrorView {
+    #[schema(value_type = String, example = "decode_error")]
+    pub code: FailureCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct JobLinks {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub events: String,
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+impl JobView {
+    /// `base` is the public origin URLs start with (`https://img.example.com`), or empty for
+    /// relative URLs.
+    pub fn new(record: &JobRecord, base: &str) -> JobView {
+        let job_url = format!("{base}/v1/jobs/{}", record.id);
+        let outputs = record
+            .outputs
+            .iter()
+            .map(|o| OutputView {
+                name: o.name.clone(),
+                frame: o.frame,
+                content_type: o.content_type.clone(),
+                width: o.width,
+                height: o.height,
+                bytes: o.bytes,
+                url: match o.frame {
+                    Some(frame) => format!("{job_url}/outputs/{}?frame={frame}", o.name),
+                    None => format!("{job_url}/outputs/{}", o.name),
+                },
+            })
+            .collect();
+        let waiting = record.status == JobStatus::Queued;
+        JobView {
+            id: record.id.clone(),
+            status: record.status,
+            attempts: record.attempts,
+            created_at: rfc3339(record.created_at),
+            started_at: record.started_at.map(rfc3339),
+            finished_at: record.finished_at.map(rfc3339),
+            progress: record.progress,
+            outputs,
+            placeholder: record.placeholder.clone(),
+            error: record.error.as_ref().map(|e| ErrorView {
+                code: e.code,
+                message: e.message.clone(),
+            }),
+            priority: record.priority.as_str().to_owned(),
+            cancel_requested: record.cancel_requested && !record.status.is_terminal(),
+            next_attempt_at: record.next_attempt_at.filter(|_| waiting).map(rfc3339),
+            webhook: record.webhook.clone(),
+            links: JobLinks {
+                events: format!("{job_url}/events"),
+                self_: job_url,
+            },
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! One attempt at one job: download the input, run the engine on the rayon pool, upload the
+//! outputs, and say how it ended. Failures are classified once, by their type.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use pipeline::engine::{
+    self, EngineError, FrameSource, Interrupt, Limits, Observer, Rendition, Stage,
+};
+use pipeline::failure::{Disposition, FailureCode};
+use pipeline::job::{JobError, JobInput, JobRecord, OutputRecord};
+use pipeline::queue::{Lease, Outcome};
+use pipeline::storage::{ObjectKey, StorageError};
+use sha2::{Digest, Sha256};
+use tokio::sync::{oneshot, watch};
+
+use super::Shared;
+
+/// Why an attempt stopped short.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the job ran past its {0:?} deadline")]
+    Deadline(std::time::Duration),
+}
+
+impl AttemptError {
+    fn outcome(&self) -> Outcome {
+        let (code, disposition) = match self {
+            AttemptError::Engine(EngineError::Cancelled) => return Outcome::Cancelled,
+            AttemptError::Engine(e) => (e.code(), e.disposition()),
+            AttemptError::Storage(e) => (e.code(), e.disposition()),
+            AttemptError::Deadline(_) => (FailureCode::Timeout, Disposition::Retry),
+        };
+        Outcome::Failed {
+            error: JobError {
+                code,
+                message: self.to_string(),
+            },
+            disposition,
+        }
+    }
+}
+
+/// Checks a running job's cancel flag and deadline at the engine's stage boundaries, and
+/// reports progress.
+struct JobObserver {
+    cancel: Arc<AtomicBool>,
+    deadline: Instant,
+    progress: watch::Sender<u8>,
+}
+
+impl Observer for JobObserver {
+    fn on_stage(&self, stage: Stage<'_>) -> Result<(), Interrupt> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Interrupt::Cancelled);
+        }
+        if Instant::now() >= self.deadline {
+            return Err(Interrupt::TimedOut);
+        }
+        // Decoding is the first tenth, rendering the next eight, uploading the last.
+        let percent = match stage {
+            Stage::Decoded => 10,
+            Stage::Rendered { done, total, .. } => 10 + (80 * done / total.max(1)) as u8,
+            Stage::Step => return Ok(()),
+        };
+        self.progress.send_if_modified(|p| {
+            let advanced = percent > *p;
+            *p = (*p).max(percent);
+            advanced
+        });
+        Ok(())
+    }
+}
+
+/// Runs one attempt and returns its outcome (never an error: every failure is an outcome).
+pub(super) async fn execute(
+    shared: &Arc<Shared>,
+    lease: &Lease,
+    record: &JobRecord,
+    cancel: Arc<AtomicBool>,
+) -> Outcome {
+    let (progress_tx, progress_rx) = watch::channel(0u8);
+    let reporter = tokio::spawn(report_progress(shared.clone(), lease.clone(), progress_rx));
+    let result = attempt(shared, record, cancel, progress_tx).await;
+    reporter.abort();
+    match result {
+        Ok((outputs, placeholder)) => Outcome::Succeeded {
+            outputs,
+            placeholder,
+        },
+        Err(e) => {
+            let outcome = e.outcome();
+            if !matches!(outcome, Outcome::Cancelled) {
+                tracing::warn!(error = %e, "attempt failed");
+            }
+            outcome
+        }
+    }
+}
+
+/// The job timeout is a budget the attempt's stages spend: downloading, engine work, uploading.
+/// Time spent waiting for a free engine thread does not count — a job queued behind another
+/// is not running yet.
+struct Budget {
+    total: Duration,
+    spent: Duration,
+}
+
+impl Budget {
+    fn remaining(&self) -> Duration {
+        self.total.saturating_sub(self.spent)
+    }
+
+    /// Runs an I/O stage within what is left of the budget.
+    async fn io<T, E: Into<AttemptError>>(
+        &mut self,
+        stage: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, AttemptError> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.remaining(), stage).await;
+        self.spent += started.elapsed();
+        match result {
+            Ok(result) => result.map_err(Into::into),
+            Err(_) => Err(AttemptError::Deadline(self.total)),
+        }
+    }
+}
+
+async fn attempt(
+    shared: &Arc<Shared>,
+    record: &JobRecord,
+    cancel: Arc<AtomicBool>,
+    progress: watch::Sender<u8>,
+) -> Result<(Vec<OutputRecord>, Option<String>), AttemptError> {
+    let mut budget = Budget {
+        total: shared.settings.job_timeout,
+        spent: Duration::ZERO,
+    };
+    let started = Instant::now();
+    let input = budget.io(download(shared, &record.input)).await?;
+    shared.metrics.stage("download", started.elapsed());
+
+    let spec = record.spec.clone();
+    let limits = Limits {
+        max_pixels: shared.settings.max_pixels,
+        ..Limits::default()
+    };
+    let sprite_url = pipeline::spec::SPRITE_OUTPUT.to_owned();
+    let engine_budget = budget.remaining();
+    let engine_started = Instant::now();
+    let (renditions, placeholder) = on_pool(shared, engine_budget, move |deadline| {
+        // The engine checks the deadline (and a cancel) at every stage boundary.
+        let observer = JobObserver {
+            cancel,
+            deadline,
+            progress,
+        };
+        match input {
+            Input::Image(bytes) => engine::process(&bytes, &spec, &limits, &observer)
+                .map(|p| (p.outputs, p.placeholder)),
+            Input::Frames(frames) => {
+                let sources: Vec<FrameSource<'_>> =
+                    frames.iter().map(|f| FrameSource::Encoded(f)).collect();
+                frames_result(engine::process_frames(
+                    &sources,
+                    &spec,
+                    &limits,
+                    &observer,
+                    &sprite_url,
+                ))
+            }
+            Input::Raw(buffer, layout) => {
+                let frames = layout.split(&buffer, limits.max_pixels)?;
+                let sources: Vec<FrameSource<'_>> = frames
+                    .into_iter()
+                    .map(|f| FrameSource::Raw(f, layout))
+                    .collect();
+                frames_result(engine::process_frames(
+                    &sources,
+                    &spec,
+                    &limits,
+                    &observer,
+                    &sprite_url,
+                ))
+            }
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        EngineError::TimedOut => AttemptError::Deadline(budget.total),
+        other => AttemptError::Engine(other),
+    })?;
+    shared.metrics.stage("engine", engine_started.elapsed());
+    budget.spent += engine_budget.min(engine_started.elapsed());
+
+    let upload_started = Instant::now();
+    let outputs = budget.io(upload(shared, &record.id, renditions)).await?;
+    shared.metrics.stage("upload", upload_started.elapsed());
+    Ok((outputs, placeholder))
+}
+
+fn frames_result(
+    result: Result<engine::ProcessedFrames, EngineError>,
+) -> Result<(Vec<Rendition>, Option<String>), EngineError> {
+    let processed = result?;
+    let mut outputs = processed.outputs;
+    if let Some((sheet, track)) = processed.sprite {
+        outputs.push(sheet);
+        outputs.push(track);
+    }
+    Ok((outputs, processed.placeholder))
+}
+
+/// Runs CPU work on the worker's rayon pool, never on the async runtime (which must stay free
+/// to renew leases), inside the job's tracing span. The work gets `budget` from the moment a
+/// pool thread starts it: it sees the deadline at its checkpoints, and past it (plus a grace
+/// for the checkpoint to come) the attempt is given up — the abandoned work stops at its next
+/// checkpoint.
+async fn on_pool<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    budget: Duration,
+    work: impl FnOnce(Instant) -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    let (started_tx, started_rx) = oneshot::channel();
+    let (tx, rx) = oneshot::channel();
+    let span = tracing::Span::current();
+    let busy = shared.metrics.clone();
+    shared.pool.spawn(move || {
+        let _entered = span.enter();
+        let started = Instant::now();
+        let _ = started_tx.send(());
+        let deadline = started + budget;
+        // The engine contains its own panics; this guards the glue around it.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(deadline)))
+            .unwrap_or_else(|_| Err(EngineError::Internal("the engine task panicked".into())));
+        busy.pool_busy(started.elapsed());
+        let _ = tx.send(result);
+    });
+    let lost = || EngineError::Internal("the engine task was lost".into());
+    started_rx.await.map_err(|_| lost())?;
+    match tokio::time::timeout(budget + Duration::from_secs(1), rx).await {
+        Ok(result) => result.unwrap_or_else(|_| Err(lost())),
+        Err(_) => Err(EngineError::TimedOut),
+    }
+}
+
+enum Input {
+    Image(Bytes),
+    Frames(Vec<Bytes>),
+    Raw(Bytes, engine::RawLayout),
+}
+
+async fn download(shared: &Shared, input: &JobInput) -> Result<Input, StorageError> {
+    let get = |key: String| async move {
+        let key = ObjectKey::parse(&key)?;
+        shared.storage.get(&key).await
+    };
+    Ok(match input {
+        JobInput::Image { key, .. } => Input::Image(get(key.clone()).await?),
+        JobInput::RawFrames { key, layout, .. } => Input::Raw(get(key.clone()).await?, *layout),
+        JobInput::Frames { keys, .. } => Input::Frames(
+            futures::stream::iter(keys.iter().cloned().map(get))
+                .buffered(8)
+                .try_collect()
+                .await?,
+        ),
+    })
+}
+
+async fn upload(
+    shared: &Shared,
+    job_id: &str,
+    renditions: Vec<Rendition>,
+) -> Result<Vec<OutputRecord>, StorageError> {
+    futures::stream::iter(renditions.into_iter().map(|rendition| async move {
+        let key = ObjectKey::output(
+            job_id,
+            &rendition.name,
+            rendition.frame,
+            rendition.media.extension(),
+        )?;
+        let digest = Sha256::digest(&rendition.data);
+        let etag = format!("\"{}\"", hex(&digest[..16]));
+        let bytes = rendition.data.len() as u64;
+        let content_type = rendition.media.content_type();
+        shared
+            .storage
+            .put(&key, Bytes::from(rendition.data), content_type)
+            .await?;
+        Ok(OutputRecord {
+            name: rendition.name,
+            frame: rendition.frame,
+            content_type: content_type.to_owned(),
+            width: rendition.width,
+            height: rendition.height,
+            bytes,
+            key: key.to_string(),
+            etag,
+        })
+    }))
+    .buffered(4)
+    .try_collect()
+    .await
+}
+
+/// Forwards progress to the job record, at most every 200 ms.
+async fn report_progress(shared: Arc<Shared>, lease: Lease, mut progress: watch::Receiver<u8>) {
+    while progress.changed().await.is_ok() {
+        let percent = *progress.borrow_and_update();
+        let _ = shared.consumer.progress(&lease, percent).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
