@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# Builds both binaries (gateway, worker) in one image; docker-compose.yml runs it twice.
+
+FROM rust:1-bookworm AS build
+# libjpeg-turbo and rav1e's assembly are built from source: cmake and nasm.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake nasm \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p gateway -p workers \
+ && cp target/release/gateway target/release/worker /usr/local/bin/
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/imagepipe --create-home imagepipe
+COPY --from=build /usr/local/bin/gateway /usr/local/bin/worker /usr/local/bin/
+USER imagepipe
+WORKDIR /var/lib/imagepipe
+EXPOSE 8080 9100
+CMD ["gateway"]
