@@ -3,6 +3,7 @@
 //! `--embedded-workers N`).
 
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod events;
 mod local_redis;

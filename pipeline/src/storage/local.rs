@@ -59,14 +59,38 @@ impl LocalStore {
     }
 
     pub async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<ObjectMeta, StorageError> {
+        // One trip to the blocking pool for the whole write: create, write, fsync, rename,
+        // fsync the directory.
         let temp = self.temp_path();
-        let written = async {
-            let mut file = tokio::fs::File::create(&temp).await.map_err(io)?;
-            file.write_all(&data).await.map_err(io)?;
-            Ok(file)
-        }
-        .await;
-        self.commit(key, temp, written, data.len() as u64).await
+        let path = self.path(key);
+        let size = data.len() as u64;
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let result = (|| {
+                let mut file = std::fs::File::create(&temp)?;
+                file.write_all(&data)?;
+                file.sync_all()?;
+                let parent = path.parent().expect("keys have a parent under the root");
+                std::fs::create_dir_all(parent)?;
+                std::fs::rename(&temp, &path)?;
+                if let Ok(dir) = std::fs::File::open(parent) {
+                    let _ = dir.sync_all();
+                }
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        written.map_err(io)?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size,
+            last_modified: Some(std::time::SystemTime::now()),
+        })
     }
 
     pub async fn put_stream(
@@ -74,10 +98,26 @@ impl LocalStore {
         key: &ObjectKey,
         mut body: BodyStream<'_>,
     ) -> Result<ObjectMeta, StorageError> {
+        // Most uploads fit in one part: gather it and write it in one go.
+        let mut first = bytes::BytesMut::new();
+        let mut ended = false;
+        while first.len() < super::PART_SIZE {
+            match body.next().await {
+                Some(chunk) => first.extend_from_slice(&chunk.map_err(StorageError::Body)?),
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if ended {
+            return self.put(key, first.freeze()).await;
+        }
         let temp = self.temp_path();
-        let mut size = 0u64;
+        let mut size = first.len() as u64;
         let written = async {
             let mut file = tokio::fs::File::create(&temp).await.map_err(io)?;
+            file.write_all(&first).await.map_err(io)?;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(StorageError::Body)?;
                 size += chunk.len() as u64;

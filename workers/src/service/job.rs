@@ -310,12 +310,19 @@ async fn upload(
     .await
 }
 
-/// Forwards progress to the job record, at most every 200 ms.
+/// Forwards progress to the job record, at most every 200 ms, and not at all for jobs that end
+/// within the first 200 ms (most thumbnails): their final state says it all.
 async fn report_progress(shared: Arc<Shared>, lease: Lease, mut progress: watch::Receiver<u8>) {
-    while progress.changed().await.is_ok() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    loop {
         let percent = *progress.borrow_and_update();
-        let _ = shared.consumer.progress(&lease, percent).await;
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if percent > 0 {
+            let _ = shared.consumer.progress(&lease, percent).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if progress.changed().await.is_err() {
+            return;
+        }
     }
 }
 

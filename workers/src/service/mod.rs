@@ -48,6 +48,9 @@ pub enum StartError {
 const FETCH_BLOCK: Duration = Duration::from_secs(1);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
+/// A finished attempt waiting to be recorded, and who to tell once it is.
+type Completion = (Lease, Outcome, tokio::sync::oneshot::Sender<()>);
+
 /// What every task of the worker shares.
 pub(crate) struct Shared {
     pub(crate) queue: Queue,
@@ -58,6 +61,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     in_hand: Mutex<HashMap<String, InHand>>,
     info: WorkerInfo,
+    /// Results go through one task that records them in batches: one Redis round trip for
+    /// every attempt that ended meanwhile.
+    completions: tokio::sync::mpsc::UnboundedSender<Completion>,
 }
 
 /// A job this worker holds.
@@ -70,6 +76,7 @@ struct InHand {
 pub struct Worker {
     shared: Arc<Shared>,
     metrics_listener: Option<tokio::net::TcpListener>,
+    completions: Option<tokio::sync::mpsc::UnboundedReceiver<Completion>>,
 }
 
 impl Worker {
@@ -134,6 +141,7 @@ impl Worker {
             capacity = settings.capacity,
             "worker ready"
         );
+        let (completions, completions_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Worker {
             shared: Arc::new(Shared {
                 queue,
@@ -144,8 +152,10 @@ impl Worker {
                 metrics: Metrics::new(),
                 in_hand: Mutex::new(HashMap::new()),
                 info,
+                completions,
             }),
             metrics_listener,
+            completions: Some(completions_rx),
         })
     }
 
@@ -163,8 +173,10 @@ impl Worker {
 
     /// Runs until `stop` resolves, then stops taking jobs, finishes the ones in hand within the
     /// shutdown timeout, hands back the rest, and returns.
-    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let completions = self.completions.take().expect("a worker runs once");
         let shared = self.shared;
+        let recorder = tokio::spawn(record_results(shared.clone(), completions));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = JoinSet::new();
         background.spawn(renew_leases(shared.clone(), stop_rx.clone()));
@@ -207,6 +219,7 @@ impl Worker {
             }
         }
         background.abort_all();
+        recorder.abort();
         if let Err(e) = shared.queue.deregister(&shared.info.id).await {
             tracing::warn!(error = %e, "could not deregister");
         }
@@ -345,22 +358,14 @@ async fn run_job(
         "attempt done"
     );
 
-    // The result must reach Redis: an outage delays it, it does not drop it. (If this worker
-    // dies meanwhile, another one redoes the job after the visibility timeout.)
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match shared
-            .consumer
-            .complete(&[(lease.clone(), outcome.clone())])
-            .await
-        {
-            Ok(_) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot record the result yet; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
+    // The result must reach Redis before the job leaves our hands.
+    let (recorded, wait) = tokio::sync::oneshot::channel();
+    if shared
+        .completions
+        .send((lease.clone(), outcome, recorded))
+        .is_ok()
+    {
+        let _ = wait.await;
     }
     let in_hand = {
         let mut in_hand = shared.in_hand.lock().expect("in-hand lock");
@@ -369,6 +374,42 @@ async fn run_job(
     };
     shared.metrics.set_in_hand(in_hand);
     drop(permit);
+}
+
+/// Records finished attempts, as many at a time as have ended. An outage delays results, it
+/// does not drop them: the batch is retried until Redis takes it. (If this worker dies
+/// meanwhile, another one redoes the jobs after the visibility timeout.)
+async fn record_results(
+    shared: Arc<Shared>,
+    mut completions: tokio::sync::mpsc::UnboundedReceiver<Completion>,
+) {
+    while let Some(first) = completions.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 64 {
+            match completions.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let done: Vec<(Lease, Outcome)> = batch
+            .iter()
+            .map(|(l, o, _)| (l.clone(), o.clone()))
+            .collect();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match shared.consumer.complete(&done).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, jobs = done.len(), "cannot record results yet; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for (_, _, recorded) in batch {
+            let _ = recorded.send(());
+        }
+    }
 }
 
 fn input_bytes(record: &JobRecord) -> u64 {
