@@ -7,11 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
-/// Fans pub/sub messages out to subscribers of one job each.
+/// Fans pub/sub messages out to subscribers of one job each, and to dashboards that follow
+/// every job.
 pub struct EventHub {
     subscribers: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<String>>>>,
+    /// Every job's events. Bounded: a dashboard that falls behind skips events (it catches up
+    /// from the stats it is sent every few seconds) rather than holding memory.
+    firehose: broadcast::Sender<String>,
 }
 
 /// A subscription to one job's events; unsubscribes when dropped.
@@ -38,6 +42,7 @@ impl EventHub {
     pub fn start(redis_url: &str, channel_prefix: String) -> Arc<EventHub> {
         let hub = Arc::new(EventHub {
             subscribers: Mutex::new(HashMap::new()),
+            firehose: broadcast::channel(4096).0,
         });
         // Pub/sub goes to one node: on a cluster, published messages reach every node.
         let url = match redis_url.strip_prefix("redis+cluster://") {
@@ -63,7 +68,16 @@ impl EventHub {
         }
     }
 
+    /// Every job's events, as published (JSON with `id`, `status`, `progress`, `attempts`,
+    /// `ts`, and `error` and `owner` when there is one).
+    pub fn subscribe_all(&self) -> broadcast::Receiver<String> {
+        self.firehose.subscribe()
+    }
+
     fn publish(&self, job_id: &str, payload: String) {
+        if self.firehose.receiver_count() > 0 {
+            let _ = self.firehose.send(payload.clone());
+        }
         let subscribers = self.subscribers.lock().expect("hub lock");
         if let Some(list) = subscribers.get(job_id) {
             for tx in list {

@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// ...with this many threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Only time the uploads (202s per second), do not wait for the jobs: measures the
+    /// gateway's acceptance rate (run it without workers).
+    #[arg(long)]
+    pub uploads_only: bool,
     /// Files, or folders of files.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -106,6 +110,22 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
         eprintln!("{refused} uploads refused, e.g.: {e}");
     }
     let ids: Vec<String> = ids.into_iter().filter_map(Result::ok).collect();
+    if args.uploads_only {
+        let mean = images.iter().map(|i| i.len()).sum::<usize>() / images.len();
+        println!(
+            "uploads: {} accepted, {refused} refused in {upload_secs:.2} s: {:.0} accepted uploads/s \
+             ({} clients, mean upload {} KB)",
+            ids.len(),
+            ids.len() as f64 / upload_secs,
+            args.concurrency,
+            mean / 1000
+        );
+        return Ok(if refused == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
 
     // Wait for every job (polling, a few at a time) and read the server's timestamps.
     let jobs: Vec<Value> = futures::stream::iter(ids.iter().map(|id| {

@@ -1,5 +1,6 @@
 //! The HTTP API of API.md, one module per feature.
 
+pub mod dashboard;
 mod dead_letter;
 mod frames;
 pub mod jobs;
@@ -27,12 +28,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/frames", web::post().to(frames::create))
             .route("/uploads", web::post().to(uploads::create))
             .route("/uploads/{id}", web::put().to(uploads::put))
+            .route("/stats", web::get().to(dashboard::stats))
+            .route("/events", web::get().to(dashboard::events))
             .route("/dead-letter", web::get().to(dead_letter::list))
             .route(
                 "/dead-letter/{id}/replay",
                 web::post().to(dead_letter::replay),
             ),
     )
+    .route("/", web::get().to(dashboard::page))
     .route("/healthz", web::get().to(ops::healthz))
     .route("/readyz", web::get().to(ops::readyz))
     .route("/metrics", web::get().to(ops::metrics))

@@ -58,11 +58,14 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         super::jobs::output, super::jobs::events, super::frames::create,
         super::uploads::create, super::uploads::put,
         super::dead_letter::list, super::dead_letter::replay,
+        super::dashboard::stats, super::dashboard::events,
         healthz, readyz, metrics,
     ),
     components(schemas(pipeline::view::JobView, pipeline::view::OutputView, pipeline::view::ErrorView,
         pipeline::view::JobLinks, super::Accepted, super::jobs::JobList,
-        super::uploads::UploadTicket, super::dead_letter::DeadLetterView, super::dead_letter::DeadLetterList)),
+        super::uploads::UploadTicket, super::dead_letter::DeadLetterView, super::dead_letter::DeadLetterList,
+        super::dashboard::Stats, super::dashboard::DepthView, super::dashboard::WorkerView,
+        super::dashboard::MinuteView, super::dashboard::DurationsView, super::dashboard::TotalsView)),
     tags((name = "jobs"), (name = "uploads"), (name = "dead-letter"), (name = "ops"))
 )]
 pub struct ApiDoc;

@@ -2,9 +2,13 @@
 //! or s3s-fs), real worker processes.
 
 mod auth;
+mod client;
+mod dashboard;
 mod events;
+mod faults;
 mod frames;
 mod helpers;
+mod hostile;
 mod jobs;
 mod ops;
 mod processes;

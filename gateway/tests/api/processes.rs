@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::helpers::{corpus, purge, redis_url};
 
 /// A binary of this workspace, built beside the gateway (`cargo test --workspace` builds all).
-fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_gateway")).with_file_name(name);
     assert!(
         path.exists(),
@@ -22,12 +22,12 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-struct Process {
-    child: Child,
+pub(crate) struct Process {
+    pub(crate) child: Child,
 }
 
 impl Process {
-    fn spawn(
+    pub(crate) fn spawn(
         name: &str,
         args: &[String],
         cwd: &std::path::Path,
@@ -53,7 +53,7 @@ impl Process {
         }
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
@@ -62,7 +62,7 @@ impl Process {
         assert!(status.success());
     }
 
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let started = Instant::now();
         while started.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -81,43 +81,46 @@ impl Drop for Process {
     }
 }
 
-/// A gateway process and the workers a test adds to it, on one queue and one storage directory.
-struct Cluster {
+/// A gateway process and the workers a test adds to it, on one queue and one storage.
+pub(crate) struct Cluster {
     queue_name: String,
     storage: String,
-    dir: TempDir,
-    address: String,
-    http: reqwest::Client,
-    queue: Queue,
-    _gateway: Process,
+    /// Storage flags beyond `--storage` (an S3 endpoint).
+    storage_args: Vec<String>,
+    redis: String,
+    port: u16,
+    pub(crate) dir: TempDir,
+    pub(crate) address: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) queue: Queue,
+    pub(crate) gateway: Process,
 }
 
 impl Cluster {
-    async fn start() -> Cluster {
+    /// On the shared Redis, with a storage directory.
+    pub(crate) async fn start() -> Cluster {
+        Cluster::start_on(redis_url(), None).await
+    }
+
+    /// On `redis`, with S3 storage at `s3 = (bucket URL, endpoint)` or a directory.
+    pub(crate) async fn start_on(redis: String, s3: Option<(String, String)>) -> Cluster {
         let dir = TempDir::new("imagepipe-cluster");
         let queue_name = unique("proc");
-        let storage = format!("file://{}", dir.path().join("objects").display());
+        let (storage, storage_args) = match s3 {
+            Some((bucket, endpoint)) => (bucket, vec!["--s3-endpoint".to_owned(), endpoint]),
+            None => (
+                format!("file://{}", dir.path().join("objects").display()),
+                Vec::new(),
+            ),
+        };
         let port = free_port();
-        let gateway = Process::spawn(
-            "gateway",
-            &[
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--queue".into(),
-                queue_name.clone(),
-                "--storage".into(),
-                storage.clone(),
-                "--redis-url".into(),
-                redis_url(),
-            ],
-            dir.path(),
-            &[],
-        );
+        let gateway =
+            Cluster::spawn_gateway(port, &queue_name, &storage, &storage_args, &redis, &dir);
         let address = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         wait_healthy(&http, &address).await;
         let queue = Queue::connect(
-            &redis_url(),
+            &redis,
             QueueConfig {
                 name: queue_name.clone(),
                 ..QueueConfig::default()
@@ -128,22 +131,62 @@ impl Cluster {
         Cluster {
             queue_name,
             storage,
+            storage_args,
+            redis,
+            port,
             dir,
             address,
             http,
             queue,
-            _gateway: gateway,
+            gateway,
         }
     }
 
-    fn worker(&self, extra: &[&str]) -> Process {
+    fn spawn_gateway(
+        port: u16,
+        queue: &str,
+        storage: &str,
+        storage_args: &[String],
+        redis: &str,
+        dir: &TempDir,
+    ) -> Process {
+        let mut args = vec![
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--queue".into(),
+            queue.to_owned(),
+            "--storage".into(),
+            storage.to_owned(),
+            "--redis-url".into(),
+            redis.to_owned(),
+        ];
+        args.extend(storage_args.iter().cloned());
+        Process::spawn("gateway", &args, dir.path(), &[])
+    }
+
+    /// Stops the gateway with `signal` and starts a new one on the same port.
+    pub(crate) async fn restart_gateway(&mut self, signal: &str) {
+        self.gateway.signal(signal);
+        self.gateway.wait_exit(Duration::from_secs(30));
+        self.gateway = Cluster::spawn_gateway(
+            self.port,
+            &self.queue_name,
+            &self.storage,
+            &self.storage_args,
+            &self.redis,
+            &self.dir,
+        );
+        wait_healthy(&self.http, &self.address).await;
+    }
+
+    pub(crate) fn worker(&self, extra: &[&str]) -> Process {
         let mut args = vec![
             "--queue".to_owned(),
             self.queue_name.clone(),
             "--storage".into(),
             self.storage.clone(),
             "--redis-url".into(),
-            redis_url(),
+            self.redis.clone(),
             "--threads".into(),
             "1".into(),
             "--prefetch".into(),
@@ -151,11 +194,12 @@ impl Cluster {
             "--visibility-timeout".into(),
             "2s".into(),
         ];
+        args.extend(self.storage_args.iter().cloned());
         args.extend(extra.iter().map(|s| s.to_string()));
         Process::spawn("worker", &args, self.dir.path(), &[])
     }
 
-    async fn submit(&self, image: Vec<u8>, spec: &str) -> String {
+    pub(crate) async fn submit(&self, image: Vec<u8>, spec: &str) -> String {
         let form = reqwest::multipart::Form::new()
             .part("file", reqwest::multipart::Part::bytes(image))
             .text("spec", spec.to_owned());
@@ -173,7 +217,7 @@ impl Cluster {
             .to_owned()
     }
 
-    async fn job(&self, id: &str) -> Value {
+    pub(crate) async fn job(&self, id: &str) -> Value {
         self.http
             .get(format!("{}/v1/jobs/{id}", self.address))
             .send()
@@ -185,7 +229,7 @@ impl Cluster {
     }
 
     /// Waits until every job ended; returns them.
-    async fn wait_all(&self, ids: &[String], limit: Duration) -> Vec<Value> {
+    pub(crate) async fn wait_all(&self, ids: &[String], limit: Duration) -> Vec<Value> {
         let started = Instant::now();
         loop {
             let mut jobs = Vec::new();
@@ -234,7 +278,7 @@ async fn wait_healthy(http: &reqwest::Client, address: &str) {
 
 /// A spec that keeps a worker busy for a while (a big photo, several outputs).
 const HEAVY: &str = r#"{"outputs":[{"name":"a","ops":[{"op":"resize","width":1600}],"format":"webp"},{"name":"b","ops":[{"op":"resize","width":800}],"format":"png"},{"name":"c","ops":[{"op":"resize","width":256}]}]}"#;
-const LIGHT: &str = r#"{"outputs":[{"name":"t","ops":[{"op":"resize","width":64}]}]}"#;
+pub(crate) const LIGHT: &str = r#"{"outputs":[{"name":"t","ops":[{"op":"resize","width":64}]}]}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_the_load_and_the_outputs_are_right() {

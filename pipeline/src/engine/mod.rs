@@ -85,9 +85,33 @@ pub enum Interrupt {
     TimedOut,
 }
 
+/// A timed part of the engine's work, for stage metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Reading the header and decoding (once per image, once per frame).
+    Decode,
+    /// One output's ops.
+    Ops,
+    /// Encoding one output.
+    Encode,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Decode => "decode",
+            Step::Ops => "ops",
+            Step::Encode => "encode",
+        }
+    }
+}
+
 /// Watches a job's progress; returning an [`Interrupt`] stops it at that stage boundary.
 pub trait Observer: Sync {
     fn on_stage(&self, stage: Stage<'_>) -> Result<(), Interrupt>;
+
+    /// How long a step took (outputs run in parallel: their steps overlap).
+    fn on_timing(&self, _step: Step, _took: std::time::Duration) {}
 }
 
 /// No observer: never interrupts.
@@ -168,8 +192,10 @@ pub fn process(
     observer: &dyn Observer,
 ) -> Result<Processed, EngineError> {
     contain_panics(|| {
+        let started = std::time::Instant::now();
         let header = decode::read_header(bytes, limits)?;
         let decoded = decode_for(bytes, &header, spec, limits)?;
+        observer.on_timing(Step::Decode, started.elapsed());
         checkpoint(observer, Stage::Decoded)?;
         let placeholder = match spec.placeholder {
             Some(Placeholder::Blurhash) => Some(blurhash(&decoded.image)?),
@@ -246,6 +272,7 @@ fn render(
     if frame.is_some() {
         geometry::plan_output(decoded.logical, output, format, limits.max_pixels)?;
     }
+    let ops_started = std::time::Instant::now();
     let mut work = Working {
         image: Cow::Borrowed(&decoded.image),
         logical: decoded.logical,
@@ -263,6 +290,8 @@ fn render(
             format,
         )?;
     }
+    observer.on_timing(Step::Ops, ops_started.elapsed());
+    let encode_started = std::time::Instant::now();
     let image = work.image;
     let data = encode::encode(
         &image,
@@ -273,6 +302,7 @@ fn render(
             metadata: spec.keeps_metadata(output).then_some(&decoded.metadata),
         },
     )?;
+    observer.on_timing(Step::Encode, encode_started.elapsed());
     Ok(Rendition {
         name: output.name.clone(),
         frame,
@@ -395,7 +425,9 @@ pub fn process_frames(
             .par_iter()
             .enumerate()
             .map(|(index, frame)| {
+                let started = std::time::Instant::now();
                 let decoded = decode_frame(frame, spec, limits)?;
+                observer.on_timing(Step::Decode, started.elapsed());
                 let renditions = spec
                     .outputs
                     .iter()

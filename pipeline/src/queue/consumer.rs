@@ -364,6 +364,7 @@ impl Consumer {
             keys.stats(),
             keys.stats_minute(minute),
             keys.webhooks(),
+            keys.durations(),
         ];
         script_keys.extend(done.iter().map(|(lease, _)| keys.job(&lease.job_id)));
         let mut args = vec![

@@ -97,6 +97,11 @@ impl Keys {
         format!("{}:stats:{minute}", self.prefix)
     }
 
+    /// Run times (ms) of the last jobs that succeeded, newest first (capped list).
+    pub fn durations(&self) -> String {
+        format!("{}:durations", self.prefix)
+    }
+
     /// Workers by last heartbeat (sorted set).
     pub fn workers(&self) -> String {
         format!("{}:workers", self.prefix)
@@ -133,6 +138,7 @@ mod tests {
             keys.events(),
             keys.stats(),
             keys.stats_minute(1),
+            keys.durations(),
             keys.workers(),
             keys.worker("w"),
             keys.webhooks(),

@@ -178,6 +178,37 @@ pub enum IdempotencyClaim {
     },
 }
 
+/// Run-time percentiles (milliseconds) over a sample of recent jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DurationSummary {
+    pub count: u64,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+impl DurationSummary {
+    /// Nearest-rank percentiles of an ascending sample.
+    pub fn of_sorted(sorted: &[u64]) -> DurationSummary {
+        let Some(&max_ms) = sorted.last() else {
+            return DurationSummary::default();
+        };
+        let rank = |p: u64| {
+            let n = sorted.len() as u64;
+            let index = (p * n).div_ceil(100).clamp(1, n) - 1;
+            sorted[index as usize]
+        };
+        DurationSummary {
+            count: sorted.len() as u64,
+            p50_ms: rank(50),
+            p95_ms: rank(95),
+            p99_ms: rank(99),
+            max_ms,
+        }
+    }
+}
+
 /// A page of jobs, newest first.
 #[derive(Debug, Clone)]
 pub struct JobPage {
@@ -704,6 +735,21 @@ impl Queue {
             .collect())
     }
 
+    /// Percentiles of the run times of the last (up to 1000) jobs that succeeded.
+    pub async fn recent_durations(&self) -> Result<DurationSummary> {
+        let mut took: Vec<u64> = self
+            .redis
+            .query(
+                redis::cmd("LRANGE")
+                    .arg(self.keys.durations())
+                    .arg(0)
+                    .arg(999),
+            )
+            .await?;
+        took.sort_unstable();
+        Ok(DurationSummary::of_sorted(&took))
+    }
+
     /// Checks Redis answers (readiness).
     pub async fn ping(&self) -> Result<()> {
         let _: String = self.redis.query(&redis::cmd("PING")).await?;
@@ -757,4 +803,27 @@ fn parse_cursor(cursor: &str) -> Option<(u64, String)> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DurationSummary;
+
+    #[test]
+    fn duration_percentiles_are_nearest_rank() {
+        assert_eq!(DurationSummary::of_sorted(&[]), DurationSummary::default());
+        let sample: Vec<u64> = (1..=200).collect();
+        let summary = DurationSummary::of_sorted(&sample);
+        assert_eq!(
+            (
+                summary.count,
+                summary.p50_ms,
+                summary.p95_ms,
+                summary.p99_ms,
+                summary.max_ms
+            ),
+            (200, 100, 190, 198, 200)
+        );
+        assert_eq!(DurationSummary::of_sorted(&[7]).p99_ms, 7);
+    }
 }

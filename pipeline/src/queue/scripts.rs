@@ -16,6 +16,8 @@ local function event(events_key, maxlen, channel, id, status, ts, progress, atte
   local payload = '{"id":"' .. id .. '","status":"' .. status .. '","progress":' .. (progress or 0) ..
     ',"attempts":' .. (attempts or 0) .. ',"ts":' .. ts
   if err then payload = payload .. ',"error":"' .. err .. '"' end
+  -- The owner id (a digest, never a key) lets gateways filter the firehose per API key.
+  if owner and owner ~= '' then payload = payload .. ',"owner":"' .. owner .. '"' end
   redis.call('PUBLISH', channel, payload .. '}')
   -- The capped global stream keeps what dashboards chart: arrivals, retries and endings
   -- (who is running is in the worker registry).
@@ -210,13 +212,14 @@ return out
 /// Records how attempts ended and acknowledges their entries, atomically: the record is written
 /// before the entry is acknowledged. A record already final is left alone (first finisher wins).
 ///
-/// KEYS: high, normal, low, events, delayed, dead, stats, stats_minute, webhooks,
+/// KEYS: high, normal, low, events, delayed, dead, stats, stats_minute, webhooks, durations,
 /// job_1..job_n.
 /// ARGV: group, events_maxlen, channel_prefix, ttl_ms, then per job: stream index, entry id,
 /// job id, outcome (succeeded | failed | dead | cancelled | retry), delay_ms, delayed-set
 /// member, error code, webhook (1 when the job has one), field count, then that many
 /// field/value arguments to set. Final outcomes also count into duration buckets
-/// (`dur_le_<seconds>` in the stats hash) for the job duration histogram.
+/// (`dur_le_<seconds>` in the stats hash) for the job duration histogram; the run times of the
+/// last 1000 jobs that succeeded are kept (newest first) for exact percentiles.
 /// Returns per job: 'written' | 'stale' | 'gone'.
 pub static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -225,6 +228,7 @@ local group, maxlen, prefix, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local now = server_ms()
 local out = {}
 local counts = {}
+local durations = {}
 local function count(field, by)
   counts[field] = (counts[field] or 0) + by
 end
@@ -239,7 +243,7 @@ while at <= #ARGV do
   if err_code == '' then err_code = nil end
   local first, last = at + 9, at + 8 + nfields
   at = last + 1
-  local job = KEYS[9 + j]
+  local job = KEYS[10 + j]
   local cur = redis.call('HMGET', job, 'status', 'attempts', 'owner', 'started_at', 'cancel', 'next_attempt_at')
   local status = cur[1]
   local result
@@ -283,6 +287,7 @@ while at <= #ARGV do
       end
       count('dur_count', 1)
       count('dur_sum_ms', took)
+      if final == 'succeeded' then table.insert(durations, took) end
       if webhook == '1' then redis.call('XADD', KEYS[9], '*', 'id', id, 'attempt', 1) end
       event(KEYS[4], maxlen, prefix .. id, id, final, now, progress, attempts, owner, err_code)
     end
@@ -297,6 +302,10 @@ for field, by in pairs(counts) do
   if not string.find(field, 'dur_', 1, true) then redis.call('HINCRBY', KEYS[8], field, by) end
 end
 redis.call('PEXPIRE', KEYS[8], 7200000)
+if #durations > 0 then
+  redis.call('LPUSH', KEYS[10], unpack(durations))
+  redis.call('LTRIM', KEYS[10], 0, 999)
+end
 return out
 "#,
     )

@@ -680,3 +680,22 @@ fn every_corpus_format_decodes() {
         }
     }
 }
+
+/// Found by the hostile suite over HTTP: a 284x25 JPEG resized to 64 px wide decodes at 1/4,
+/// and the source region scaled to the decoded size overshot its edge by a rounding error.
+#[test]
+fn resizes_from_a_shrunk_decode_stay_inside_the_image() {
+    let bytes = read_corpus("hostile/exif-samples/invalid_image01980.jpg");
+    for width in [17, 33, 64, 71, 100, 141] {
+        for fit in ["inside", "cover", "fill"] {
+            let spec_json = format!(
+                r#"{{"outputs":[{{"name":"o","ops":[{{"op":"resize","width":{width},"height":{},"fit":"{fit}"}}]}}]}}"#,
+                width / 4 + 1
+            );
+            let spec_json: &'static str = Box::leak(spec_json.into_boxed_str());
+            let processed = run_with_deadline(bytes.clone(), spec_json)
+                .unwrap_or_else(|e| panic!("{width} {fit}: {e}"));
+            assert!(processed.outputs[0].width <= width as u32);
+        }
+    }
+}

@@ -3,6 +3,7 @@
 mod common;
 mod engine;
 mod frames;
+mod props;
 mod queue;
 mod spec;
 mod storage;

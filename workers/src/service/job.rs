@@ -54,6 +54,7 @@ struct JobObserver {
     cancel: Arc<AtomicBool>,
     deadline: Instant,
     progress: watch::Sender<u8>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Observer for JobObserver {
@@ -76,6 +77,10 @@ impl Observer for JobObserver {
             advanced
         });
         Ok(())
+    }
+
+    fn on_timing(&self, step: engine::Step, took: Duration) {
+        self.metrics.stage(step.as_str(), took);
     }
 }
 
@@ -153,6 +158,7 @@ async fn attempt(
         ..Limits::default()
     };
     let sprite_url = pipeline::spec::SPRITE_OUTPUT.to_owned();
+    let metrics = shared.metrics.clone();
     let engine_budget = budget.remaining();
     let engine_started = Instant::now();
     let (renditions, placeholder) = on_pool(shared, engine_budget, move |deadline| {
@@ -161,6 +167,7 @@ async fn attempt(
             cancel,
             deadline,
             progress,
+            metrics,
         };
         match input {
             Input::Image(bytes) => engine::process(&bytes, &spec, &limits, &observer)

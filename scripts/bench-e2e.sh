@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks of the whole service, as real processes on this machine (release build):
+#   1. upload acceptance: `POST /v1/jobs` of a ~150 KB JPEG, C clients, gateway without workers
+#   2. burst: N uploads of the Kodak JPEGs, C clients, 256 px thumbnails, one worker
+#      (--threads 2), waited to the end; beside `worker transform` on the same files and
+#      threads in the same run (the engine's own throughput) -> ratio
+#   3. thread scaling: the same burst with `worker --threads 1`
+#   4. latency: open loop at RATE images/s, p50/p95/p99 from acceptance to `succeeded`
+# Redis: the one at IMAGEPIPE_REDIS_URL (default 127.0.0.1:6379), with a fresh queue name per
+# run. Storage: a temporary directory.
+#
+#   scripts/bench-e2e.sh              # COUNT=2000 CONCURRENCY=8 RATE=80 PREFETCH=16
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CORPUS=${IMAGEPIPE_CORPUS:-../shared/corpus}
+COUNT=${COUNT:-2000}
+CONCURRENCY=${CONCURRENCY:-8}
+RATE=${RATE:-80}
+PREFETCH=${PREFETCH:-16}
+REDIS=${IMAGEPIPE_REDIS_URL:-redis://127.0.0.1:6379/0}
+TARGET=${CARGO_TARGET_DIR:-target}
+
+cargo build --release -q -p gateway -p workers
+BIN="$TARGET/release"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+SPEC='{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts a gateway on a fresh queue; sets SERVER and QUEUE.
+start_gateway() {
+  QUEUE="bench-$(date +%s%N)"
+  local port; port=$(free_port)
+  SERVER="http://127.0.0.1:$port"
+  "$BIN/gateway" --listen "127.0.0.1:$port" --queue "$QUEUE" --redis-url "$REDIS" \
+    --storage "file://$WORK/$QUEUE" --max-queue-depth 1000000 >"$WORK/gateway-$QUEUE.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do curl -fs "$SERVER/healthz" >/dev/null && return; sleep 0.1; done
+  echo "gateway did not start" >&2; exit 1
+}
+start_worker() { # threads
+  "$BIN/worker" --queue "$QUEUE" --redis-url "$REDIS" --storage "file://$WORK/$QUEUE" \
+    --threads "$1" --prefetch "$PREFETCH" >"$WORK/worker-$QUEUE.log" 2>&1 &
+  PIDS+=($!)
+  sleep 1
+}
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  PIDS=()
+  redis-cli -u "$REDIS" --scan --pattern "{$QUEUE}:*" | xargs -r -n 500 redis-cli -u "$REDIS" del >/dev/null
+}
+
+# The corpus JPEG closest to 150 KB.
+SAMPLE=$(python3 -c 'import os,sys; fs=sys.argv[1:]; print(min(fs, key=lambda f: abs(os.path.getsize(f)-150000)))' "$CORPUS"/jpeg/*.jpg)
+echo "== 1. upload acceptance (gateway alone, $CONCURRENCY clients, $(basename "$SAMPLE"), $(($(stat -c %s "$SAMPLE") / 1000)) KB)"
+start_gateway
+"$BIN/imagepipe" --server "$SERVER" bench --uploads-only --spec "$SPEC" --count "$COUNT" \
+  --concurrency "$CONCURRENCY" "$SAMPLE"
+stop_all
+
+echo
+echo "== 2. burst, worker --threads 2 (and the engine alone on the same files and threads)"
+start_gateway; start_worker 2
+"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" \
+  --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" --threads 2 "$CORPUS/jpeg"
+stop_all
+
+echo
+echo "== 3. burst, worker --threads 1"
+start_gateway; start_worker 1
+"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" \
+  --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" --threads 1 "$CORPUS/jpeg"
+stop_all
+
+echo
+echo "== 4. latency, open loop at $RATE images/s, worker --threads 2"
+start_gateway; start_worker 2
+"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count $((RATE * 10)) \
+  --rate "$RATE" "$CORPUS/jpeg"
+stop_all
