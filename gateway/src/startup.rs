@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, Service, ServiceResponse};
@@ -186,6 +186,10 @@ impl Application {
             .listen(listener)
             .map_err(|e| StartError::Listen { addr: settings.listen.clone(), reason: e.to_string() })?
             .disable_signals()
+            // Slow clients: 5 s to send the request head (then 408 and close); bodies are cut
+            // after `upload::IDLE_TIMEOUT` without a byte.
+            .client_request_timeout(Duration::from_secs(5))
+            .client_disconnect_timeout(Duration::from_secs(1))
             .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
             if let Some(workers) = settings.http_workers {
                 server = server.workers(workers.max(1));

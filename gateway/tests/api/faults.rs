@@ -9,7 +9,7 @@ use fixtures::servers::{unique, RedisServer, S3Server};
 use serde_json::Value;
 
 use crate::helpers::{corpus, use_test_s3_credentials};
-use crate::processes::{Cluster, LIGHT};
+use crate::processes::{Cluster, HEAVY, LIGHT};
 
 /// Uploads `image` until one is accepted (retrying 503s and refused connections, as a client
 /// would), or gives up after `limit`. Returns the job id and how many tries it took.
@@ -84,23 +84,24 @@ fn print(fault: &str, report: &Report, jobs: &[Value]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_sigkilled_in_a_loop_under_load_lose_nothing() {
     let cluster = Cluster::start().await;
+    // Heavy jobs (a photo, three outputs), so the kills land in the middle of work.
     let image = corpus("jpeg/kodim10.jpg");
     let mut workers = vec![cluster.worker(&[]), cluster.worker(&[])];
     let mut ids = Vec::new();
-    for _ in 0..40 {
-        ids.push(cluster.submit(image.clone(), LIGHT).await);
+    for _ in 0..24 {
+        ids.push(cluster.submit(image.clone(), HEAVY).await);
     }
-    // Kill a worker every 400 ms and start a fresh one, five times, while submitting more.
-    for round in 0..5 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    // Kill the oldest worker every 500 ms and start a fresh one, five times, while more
+    // work arrives.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let victim = workers.remove(0);
         victim.signal("KILL");
         drop(victim);
         workers.push(cluster.worker(&[]));
-        for _ in 0..8 {
-            ids.push(cluster.submit(image.clone(), LIGHT).await);
+        for _ in 0..4 {
+            ids.push(cluster.submit(image.clone(), HEAVY).await);
         }
-        let _ = round;
     }
     let last_kill = Instant::now();
     let report = settle(&cluster, &ids, last_kill).await;

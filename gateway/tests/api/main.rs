@@ -1,6 +1,7 @@
 //! The gateway's integration tests: real HTTP on port 0, real Redis, real storage (a directory,
 //! or s3s-fs), real worker processes.
 
+mod abuse;
 mod auth;
 mod client;
 mod dashboard;

@@ -277,7 +277,7 @@ async fn wait_healthy(http: &reqwest::Client, address: &str) {
 }
 
 /// A spec that keeps a worker busy for a while (a big photo, several outputs).
-const HEAVY: &str = r#"{"outputs":[{"name":"a","ops":[{"op":"resize","width":1600}],"format":"webp"},{"name":"b","ops":[{"op":"resize","width":800}],"format":"png"},{"name":"c","ops":[{"op":"resize","width":256}]}]}"#;
+pub(crate) const HEAVY: &str = r#"{"outputs":[{"name":"a","ops":[{"op":"resize","width":1600}],"format":"webp"},{"name":"b","ops":[{"op":"resize","width":800}],"format":"png"},{"name":"c","ops":[{"op":"resize","width":256}]}]}"#;
 pub(crate) const LIGHT: &str = r#"{"outputs":[{"name":"t","ops":[{"op":"resize","width":64}]}]}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,194 @@
+//! Abuse over real HTTP: slow clients, oversized headers, path traversal in every id and name
+//! position, and a spec asking for 16 huge outputs.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{corpus, spawn_app, AppOptions, THUMB_SPEC};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_do_not_block_others() {
+    let app = spawn_app(AppOptions::default()).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    // 100 connections that send half a request line and then nothing (slowloris).
+    let slow: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(&address).unwrap();
+            s.write_all(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Le")
+                .unwrap();
+            s
+        })
+        .collect();
+    // Meanwhile a normal upload goes through.
+    let id = app.submit_ok(corpus("jpeg/kodim15.jpg"), THUMB_SPEC).await;
+    assert!(!id.is_empty());
+    // Each slow connection is closed by the server, within a bounded time.
+    let started = Instant::now();
+    let readers: Vec<_> = slow
+        .into_iter()
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut answer = Vec::new();
+                let mut buf = [0u8; 512];
+                // Cut off = a 408 answer or the connection closed; still open after 20 s is not.
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => return true,
+                        Ok(n) => {
+                            answer.extend_from_slice(&buf[..n]);
+                            if answer.starts_with(b"HTTP/1.1 408") {
+                                return true;
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            return false
+                        }
+                        Err(_) => return true,
+                    }
+                }
+            })
+        })
+        .collect();
+    let closed = tokio::task::spawn_blocking(move || {
+        readers
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .filter(|cut| *cut)
+            .count()
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, 100);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    println!(
+        "ABUSE slowloris: 100 slow connections closed within {:.1} s; a normal upload went through meanwhile",
+        started.elapsed().as_secs_f64()
+    );
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_get_a_4xx() {
+    let app = spawn_app(AppOptions::default()).await;
+    let response = app
+        .http
+        .get(app.url("/v1/jobs"))
+        .header("x-padding", "a".repeat(256 * 1024))
+        .send()
+        .await;
+    match response {
+        Ok(r) => assert!(r.status().is_client_error(), "{}", r.status()),
+        // Refusing to read it at all is fine too; the server must still answer others.
+        Err(e) => assert!(e.is_request() || e.is_connect() || e.is_body(), "{e}"),
+    }
+    let many = {
+        let mut request = app.http.get(app.url("/healthz"));
+        for i in 0..200 {
+            request = request.header(format!("x-h{i}"), "v");
+        }
+        request.send().await
+    };
+    if let Ok(r) = many {
+        assert!(r.status().is_success() || r.status().is_client_error());
+    }
+    let ok = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn path_traversal_in_every_id_and_name_position_is_a_404() {
+    let app = spawn_app(AppOptions::default()).await;
+    let id = app.submit_ok(corpus("jpeg/kodim16.jpg"), THUMB_SPEC).await;
+    let evil = [
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "..%2f..%2fobjects",
+        "%2e%2e%2f%2e%2e%2f",
+        "....%2F%2F",
+        "..%5C..%5Cwindows",
+        "%00",
+        "a%00.jpg",
+    ];
+    for bad in evil {
+        for (method, path) in [
+            ("GET", format!("/v1/jobs/{bad}")),
+            ("DELETE", format!("/v1/jobs/{bad}")),
+            ("GET", format!("/v1/jobs/{bad}/events")),
+            ("GET", format!("/v1/jobs/{bad}/outputs/default")),
+            ("GET", format!("/v1/jobs/{id}/outputs/{bad}")),
+            ("POST", format!("/v1/dead-letter/{bad}/replay")),
+            ("PUT", format!("/v1/uploads/{bad}")),
+        ] {
+            let method: reqwest::Method = method.parse().unwrap();
+            let response = app
+                .http
+                .request(method.clone(), app.url(&path))
+                .body("x")
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            assert!(
+                status == 404 || status == 400,
+                "{method} {path}: {status} {:?}",
+                response.text().await
+            );
+        }
+    }
+    // Nothing was written outside the storage directory.
+    let outside = app.storage_dir.parent().unwrap();
+    for entry in std::fs::read_dir(outside).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert_eq!(name, "objects", "unexpected {name:?} beside the storage");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_huge_outputs_are_bounded_work() {
+    let app = spawn_app(AppOptions {
+        embedded_workers: 1,
+        ..Default::default()
+    })
+    .await;
+    // Over the pixel limit per output: refused before any work.
+    let outputs: Vec<String> = (0..16)
+        .map(|i| {
+            format!(
+                r#"{{"name":"o{i}","ops":[{{"op":"resize","width":16384,"height":16384,"fit":"fill","enlarge":true}}]}}"#
+            )
+        })
+        .collect();
+    let spec = format!(r#"{{"outputs":[{}]}}"#, outputs.join(","));
+    let started = Instant::now();
+    let response = app.submit(corpus("jpeg/kodim18.jpg"), Some(&spec)).await;
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let ended = if status == 202 {
+        let job = app
+            .wait_for(body["id"].as_str().unwrap(), Duration::from_secs(60))
+            .await;
+        assert_eq!(job["status"], "failed", "{job}");
+        job["error"]["code"].as_str().unwrap().to_owned()
+    } else {
+        assert!((400..500).contains(&status), "{status} {body}");
+        body["code"].as_str().unwrap().to_owned()
+    };
+    assert!(
+        ended == "pixel_limit" || ended == "unprocessable_image" || ended == "bad_spec",
+        "{ended}"
+    );
+    println!(
+        "ABUSE 16 outputs of 16384x16384: {status} / {ended} in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    app.stop().await;
+}
