@@ -9,26 +9,21 @@ use fixtures::servers::{unique, RedisServer, S3Server};
 use serde_json::Value;
 
 use crate::helpers::{corpus, use_test_s3_credentials};
-use crate::processes::{Cluster, HEAVY, LIGHT};
+use crate::processes::{upload, Cluster, HEAVY, LIGHT};
 
 /// Uploads `image` until one is accepted (retrying 503s and refused connections, as a client
 /// would), or gives up after `limit`. Returns the job id and how many tries it took.
 async fn submit_retrying(cluster: &Cluster, image: &[u8], limit: Duration) -> Option<String> {
     let started = Instant::now();
     while started.elapsed() < limit {
-        let form = reqwest::multipart::Form::new()
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(image.to_vec()).file_name("p.jpg"),
-            )
-            .text("spec", LIGHT);
-        let sent = cluster
-            .http
-            .post(format!("{}/v1/jobs", cluster.address))
-            .multipart(form)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
+        let sent = upload(
+            &cluster.http,
+            &cluster.address,
+            image.to_vec(),
+            LIGHT,
+            Duration::from_secs(10),
+        )
+        .await;
         if let Ok(response) = sent {
             let status = response.status().as_u16();
             if status == 202 {
@@ -121,19 +116,15 @@ async fn redis_killed_and_restarted_from_its_aof_loses_no_accepted_job() {
     }
     redis.kill();
     // During the outage uploads are refused with 503 (never accepted and lost).
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(image.clone()).file_name("p.jpg"),
-        )
-        .text("spec", LIGHT);
-    let during = cluster
-        .http
-        .post(format!("{}/v1/jobs", cluster.address))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let during = upload(
+        &cluster.http,
+        &cluster.address,
+        image.clone(),
+        LIGHT,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     assert_eq!(during.status(), 503);
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.restart();
@@ -178,17 +169,7 @@ async fn a_frozen_s3_server_delays_jobs_but_loses_none() {
     let during = tokio::spawn({
         let (http, address, image) = (cluster.http.clone(), cluster.address.clone(), image.clone());
         async move {
-            let form = reqwest::multipart::Form::new()
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(image).file_name("p.jpg"),
-                )
-                .text("spec", LIGHT);
-            let response = http
-                .post(format!("{address}/v1/jobs"))
-                .multipart(form)
-                .timeout(Duration::from_secs(60))
-                .send()
+            let response = upload(&http, &address, image, LIGHT, Duration::from_secs(60))
                 .await
                 .unwrap();
             let status = response.status().as_u16();
@@ -225,18 +206,14 @@ async fn a_gateway_restarted_during_uploads_loses_no_accepted_job() {
         let mut failed = 0;
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(6) {
-            let form = reqwest::multipart::Form::new()
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(image.clone()).file_name("p.jpg"),
-                )
-                .text("spec", LIGHT);
-            match http
-                .post(format!("{address}/v1/jobs"))
-                .multipart(form)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
+            match upload(
+                &http,
+                &address,
+                image.clone(),
+                LIGHT,
+                Duration::from_secs(10),
+            )
+            .await
             {
                 Ok(r) if r.status() == 202 => {
                     let body: Value = r.json().await.unwrap();

@@ -14,7 +14,7 @@ use fixtures::servers::corpus as corpus_path;
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::processes::{Cluster, LIGHT};
+use crate::processes::{upload, Cluster, LIGHT};
 
 /// Every case: a name and its bytes.
 fn cases() -> Vec<(String, Vec<u8>)> {
@@ -126,25 +126,15 @@ async fn hostile_input_gets_a_clear_answer_and_never_a_crash() {
         futures::stream::iter(cases.into_iter().map(|(name, bytes)| {
             let (http, address) = (http.clone(), address.clone());
             async move {
-                let form = reqwest::multipart::Form::new()
-                    .part(
-                        "file",
-                        reqwest::multipart::Part::bytes(bytes).file_name("upload"),
-                    )
-                    .text("spec", LIGHT);
-                let answer = match http
-                    .post(format!("{address}/v1/jobs"))
-                    .multipart(form)
-                    .send()
-                    .await
-                {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let body = response.json::<Value>().await.unwrap_or(Value::Null);
-                        Ok((status, body))
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
+                let answer =
+                    match upload(&http, &address, bytes, LIGHT, Duration::from_secs(60)).await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let body = response.json::<Value>().await.unwrap_or(Value::Null);
+                            Ok((status, body))
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
                 (name, answer)
             }
         }))

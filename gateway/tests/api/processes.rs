@@ -200,16 +200,15 @@ impl Cluster {
     }
 
     pub(crate) async fn submit(&self, image: Vec<u8>, spec: &str) -> String {
-        let form = reqwest::multipart::Form::new()
-            .part("file", reqwest::multipart::Part::bytes(image))
-            .text("spec", spec.to_owned());
-        let response = self
-            .http
-            .post(format!("{}/v1/jobs", self.address))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let response = upload(
+            &self.http,
+            &self.address,
+            image,
+            spec,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
         assert_eq!(response.status(), 202);
         response.json::<Value>().await.unwrap()["id"]
             .as_str()
@@ -256,6 +255,27 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// `POST /v1/jobs` of `image` as a multipart `file` part with `spec` beside it.
+pub(crate) async fn upload(
+    http: &reqwest::Client,
+    address: &str,
+    image: Vec<u8>,
+    spec: &str,
+    timeout: Duration,
+) -> reqwest::Result<reqwest::Response> {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(image).file_name("upload.jpg"),
+        )
+        .text("spec", spec.to_owned());
+    http.post(format!("{address}/v1/jobs"))
+        .multipart(form)
+        .timeout(timeout)
+        .send()
+        .await
 }
 
 async fn wait_healthy(http: &reqwest::Client, address: &str) {
