@@ -34,6 +34,14 @@ trap cleanup EXIT
 SPEC='{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+REDIS_PID=$(redis-cli -u "$REDIS" info server | tr -d '\r' | sed -n 's/^process_id://p')
+# Where the CPU goes: the load tool reports the CPU time per image of these processes.
+cpu_of() {
+  local args=(--cpu-of "gateway=$GATEWAY_PID" --cpu-of "redis=$REDIS_PID")
+  [ -n "${WORKER_PID:-}" ] && args+=(--cpu-of "worker=$WORKER_PID")
+  echo "${args[@]}"
+}
+
 # Starts a gateway on a fresh queue; sets SERVER and QUEUE.
 start_gateway() {
   QUEUE="bench-$(date +%s%N)"
@@ -41,6 +49,7 @@ start_gateway() {
   SERVER="http://127.0.0.1:$port"
   "$BIN/gateway" --listen "127.0.0.1:$port" --queue "$QUEUE" --redis-url "$REDIS" \
     --storage "file://$WORK/$QUEUE" --max-queue-depth 1000000 >"$WORK/gateway-$QUEUE.log" 2>&1 &
+  GATEWAY_PID=$!
   PIDS+=($!)
   for _ in $(seq 100); do curl -fs "$SERVER/healthz" >/dev/null && return; sleep 0.1; done
   echo "gateway did not start" >&2; exit 1
@@ -48,6 +57,7 @@ start_gateway() {
 start_worker() { # threads
   "$BIN/worker" --queue "$QUEUE" --redis-url "$REDIS" --storage "file://$WORK/$QUEUE" \
     --threads "$1" --prefetch "$PREFETCH" >"$WORK/worker-$QUEUE.log" 2>&1 &
+  WORKER_PID=$!
   PIDS+=($!)
   sleep 1
 }
@@ -55,6 +65,7 @@ stop_all() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   PIDS=()
+  WORKER_PID=""
   redis-cli -u "$REDIS" --scan --pattern "{$QUEUE}:*" | xargs -r -n 500 redis-cli -u "$REDIS" del >/dev/null
 }
 
@@ -62,27 +73,27 @@ stop_all() {
 SAMPLE=$(python3 -c 'import os,sys; fs=sys.argv[1:]; print(min(fs, key=lambda f: abs(os.path.getsize(f)-150000)))' "$CORPUS"/jpeg/*.jpg)
 echo "== 1. upload acceptance (gateway alone, $CONCURRENCY clients, $(basename "$SAMPLE"), $(($(stat -c %s "$SAMPLE") / 1000)) KB)"
 start_gateway
-"$BIN/imagepipe" --server "$SERVER" bench --uploads-only --spec "$SPEC" --count "$COUNT" \
+"$BIN/imagepipe" --server "$SERVER" bench --uploads-only --spec "$SPEC" --count "$COUNT" $(cpu_of) \
   --concurrency "$CONCURRENCY" "$SAMPLE"
 stop_all
 
 echo
 echo "== 2. burst, worker --threads 2 (and the engine alone on the same files and threads)"
 start_gateway; start_worker 2
-"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" \
+"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" $(cpu_of) \
   --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" --threads 2 "$CORPUS/jpeg"
 stop_all
 
 echo
 echo "== 3. burst, worker --threads 1"
 start_gateway; start_worker 1
-"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" \
+"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" $(cpu_of) \
   --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" --threads 1 "$CORPUS/jpeg"
 stop_all
 
 echo
 echo "== 4. latency, open loop at $RATE images/s, worker --threads 2"
 start_gateway; start_worker 2
-"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count $((RATE * 10)) \
+"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count $((RATE * 10)) $(cpu_of) \
   --rate "$RATE" "$CORPUS/jpeg"
 stop_all

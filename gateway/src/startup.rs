@@ -129,7 +129,7 @@ impl Application {
         };
 
         let events = EventHub::start(&url, queue.keys().job_channel_prefix());
-        let allow_private = settings.webhooks.webhook_allow_private;
+        let webhook_policy = pipeline::webhooks::TargetPolicy::from_args(&settings.webhooks);
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState::new(
             queue,
@@ -137,7 +137,7 @@ impl Application {
             settings.clone(),
             keys,
             events,
-            allow_private,
+            webhook_policy,
         ));
         let server = {
             let state = state.clone();

@@ -21,7 +21,7 @@ pub struct AppState {
     pub metrics: GatewayMetrics,
     pub events: Arc<EventHub>,
     pub limits: Limits,
-    pub webhook_allow_private: bool,
+    pub webhook_policy: pipeline::webhooks::TargetPolicy,
     depth: DepthCache,
 }
 
@@ -32,7 +32,7 @@ impl AppState {
         settings: Arc<Settings>,
         keys: ApiKeys,
         events: Arc<EventHub>,
-        webhook_allow_private: bool,
+        webhook_policy: pipeline::webhooks::TargetPolicy,
     ) -> AppState {
         AppState {
             limits: Limits {
@@ -45,7 +45,7 @@ impl AppState {
             keys,
             metrics: GatewayMetrics::new(),
             events,
-            webhook_allow_private,
+            webhook_policy,
             depth: DepthCache::default(),
         }
     }

@@ -6,7 +6,8 @@
 //! Server-side request forgery is refused: a URL whose host is, or resolves to, a loopback,
 //! private, link-local, unspecified, shared, multicast or cloud-metadata address (IPv4 or IPv6,
 //! mapped and embedded forms included) is not called, on the first hop or any redirect, unless
-//! `allow_private` is set. The address checked is the address connected to (the resolver
+//! `allow_private` is set or the host is one the operator listed as trusted
+//! (`--webhook-allow-hosts`). The address checked is the address connected to (the resolver
 //! filters), so DNS rebinding cannot slip past the check.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -85,42 +86,89 @@ fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
         || a >= 240 // reserved
 }
 
-/// Why a webhook URL is refused before any request.
-pub fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("only http and https URLs".into());
+/// Which webhook targets may be called.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPolicy {
+    /// Any address at all (`IMAGEPIPE_WEBHOOK_ALLOW_PRIVATE=1`).
+    pub allow_private: bool,
+    /// `host` or `host:port` entries called even when private: a deployment's own receivers.
+    pub allow_hosts: Arc<[String]>,
+}
+
+impl TargetPolicy {
+    pub fn from_args(args: &WebhookArgs) -> TargetPolicy {
+        TargetPolicy {
+            allow_private: args.webhook_allow_private,
+            allow_hosts: args
+                .webhook_allow_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        }
     }
-    let ip = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-        Some(url::Host::Domain(_)) => None,
-        None => return Err("no host".into()),
-    };
-    match ip {
-        Some(ip) if !allow_private && is_forbidden(ip) => Err(format!(
-            "{ip} is a private, loopback, link-local or metadata address (set IMAGEPIPE_WEBHOOK_ALLOW_PRIVATE=1 to allow)"
-        )),
-        _ => Ok(()),
+
+    /// Whether `host` (as a URL spells it, IPv6 in brackets) on `port` is listed as trusted.
+    fn trusts(&self, host: &str, port: Option<u16>) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.allow_hosts.iter().any(|entry| {
+            *entry == host || port.is_some_and(|port| *entry == format!("{host}:{port}"))
+        })
+    }
+
+    /// Why a webhook URL is refused before any request (and before following a redirect).
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err("only http and https URLs".into());
+        }
+        let Some(host) = parsed.host_str() else {
+            return Err("no host".into());
+        };
+        if self.allow_private || self.trusts(host, parsed.port_or_known_default()) {
+            return Ok(());
+        }
+        let ip = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            // Names are checked by the resolver, at connection time.
+            _ => return Ok(()),
+        };
+        if is_forbidden(ip) {
+            return Err(format!(
+                "{ip} is a private, loopback, link-local or metadata address (set \
+                 IMAGEPIPE_WEBHOOK_ALLOW_PRIVATE=1 or list it in IMAGEPIPE_WEBHOOK_ALLOW_HOSTS)"
+            ));
+        }
+        Ok(())
     }
 }
 
-/// Resolves names and refuses any whose addresses include a forbidden one.
-struct GuardedResolver;
+/// Resolves names and refuses any whose addresses include a forbidden one, unless the name is
+/// a trusted host (its port is checked by [`TargetPolicy::check`] before every hop).
+struct GuardedResolver {
+    policy: TargetPolicy,
+}
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let trusted = self.policy.allow_hosts.iter().any(|entry| {
+            let entry_host = entry.rsplit_once(':').map_or(entry.as_str(), |(h, _)| h);
+            entry.eq_ignore_ascii_case(&host) || entry_host.eq_ignore_ascii_case(&host)
+        });
         Box::pin(async move {
-            let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip())) {
-                let refusal: Box<dyn std::error::Error + Send + Sync> = format!(
-                    "{host} resolves to {}, a private or metadata address",
-                    bad.ip()
-                )
-                .into();
-                return Err(refusal);
+            if !trusted {
+                if let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip())) {
+                    let refusal: Box<dyn std::error::Error + Send + Sync> = format!(
+                        "{host} resolves to {}, a private or metadata address",
+                        bad.ip()
+                    )
+                    .into();
+                    return Err(refusal);
+                }
             }
             let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
@@ -130,7 +178,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// An HTTP client for webhooks: guarded resolver (unless private targets are allowed), every
 /// redirect re-checked, short timeouts.
-pub fn client(allow_private: bool) -> reqwest::Client {
+pub fn client(policy: &TargetPolicy) -> reqwest::Client {
+    let redirect_policy = policy.clone();
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
@@ -139,13 +188,15 @@ pub fn client(allow_private: bool) -> reqwest::Client {
             if attempt.previous().len() >= 5 {
                 return attempt.error("too many redirects");
             }
-            match check_url(attempt.url().as_str(), allow_private) {
+            match redirect_policy.check(attempt.url().as_str()) {
                 Ok(()) => attempt.follow(),
                 Err(why) => attempt.error(format!("redirect refused: {why}")),
             }
         }));
-    if !allow_private {
-        builder = builder.dns_resolver(Arc::new(GuardedResolver));
+    if !policy.allow_private {
+        builder = builder.dns_resolver(Arc::new(GuardedResolver {
+            policy: policy.clone(),
+        }));
     }
     builder.build().expect("webhook client")
 }
@@ -180,9 +231,9 @@ pub async fn deliver(
     url: &str,
     body: Vec<u8>,
     secret: Option<&[u8]>,
-    allow_private: bool,
+    policy: &TargetPolicy,
 ) -> Delivery {
-    if let Err(why) = check_url(url, allow_private) {
+    if let Err(why) = policy.check(url) {
         return Delivery::Permanent(why);
     }
     let mut request = client.post(url).header("content-type", "application/json");
@@ -227,8 +278,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 pub struct DispatcherSettings {
     /// Signs bodies when set (`IMAGEPIPE_WEBHOOK_SECRET`).
     pub secret: Option<Vec<u8>>,
-    /// `IMAGEPIPE_WEBHOOK_ALLOW_PRIVATE=1`.
-    pub allow_private: bool,
+    /// Which targets may be called.
+    pub policy: TargetPolicy,
     /// The public origin output URLs in payloads start with (empty: relative URLs).
     pub public_url: String,
     /// First retry delay; doubles per attempt.
@@ -244,6 +295,10 @@ pub struct WebhookArgs {
     /// Allow webhooks to loopback, private, link-local and metadata addresses.
     #[arg(long, env = "IMAGEPIPE_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub webhook_allow_private: bool,
+    /// Webhook hosts (`host` or `host:port`, comma-separated) called even when they are
+    /// private: a deployment's own receivers.
+    #[arg(long, env = "IMAGEPIPE_WEBHOOK_ALLOW_HOSTS", value_delimiter = ',')]
+    pub webhook_allow_hosts: Vec<String>,
     /// The public origin of the gateway (`https://img.example.com`): output URLs in webhook
     /// payloads start with it. Unset: relative URLs.
     #[arg(long, env = "IMAGEPIPE_PUBLIC_URL")]
@@ -258,7 +313,7 @@ impl DispatcherSettings {
                 .clone()
                 .filter(|s| !s.is_empty())
                 .map(String::into_bytes),
-            allow_private: args.webhook_allow_private,
+            policy: TargetPolicy::from_args(args),
             public_url: args
                 .public_url
                 .clone()
@@ -279,7 +334,7 @@ pub async fn run_dispatcher(
     settings: DispatcherSettings,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = client(settings.allow_private);
+    let client = client(&settings.policy);
     let blocking = loop {
         match crate::queue::RedisConn::connect(&redis_url, Duration::from_secs(3)).await {
             Ok(conn) => break conn,
@@ -438,7 +493,7 @@ async fn deliver_one(
         &webhook.url,
         body,
         settings.secret.as_deref(),
-        settings.allow_private,
+        &settings.policy,
     )
     .await;
     let job_key = queue.keys().job(job_id);
@@ -567,12 +622,27 @@ mod tests {
 
     #[test]
     fn urls_with_forbidden_literals_are_refused_unless_allowed() {
-        assert!(check_url("http://127.0.0.1:8080/hook", false).is_err());
-        assert!(check_url("http://[::ffff:10.0.0.1]/hook", false).is_err());
-        assert!(check_url("http://169.254.169.254/latest/meta-data", false).is_err());
-        assert!(check_url("ftp://example.com/x", false).is_err());
-        assert!(check_url("https://example.com/hook", false).is_ok());
-        assert!(check_url("http://127.0.0.1:8080/hook", true).is_ok());
+        let strict = TargetPolicy::default();
+        assert!(strict.check("http://127.0.0.1:8080/hook").is_err());
+        assert!(strict.check("http://[::ffff:10.0.0.1]/hook").is_err());
+        assert!(strict
+            .check("http://169.254.169.254/latest/meta-data")
+            .is_err());
+        assert!(strict.check("ftp://example.com/x").is_err());
+        assert!(strict.check("https://example.com/hook").is_ok());
+        let open = TargetPolicy {
+            allow_private: true,
+            ..TargetPolicy::default()
+        };
+        assert!(open.check("http://127.0.0.1:8080/hook").is_ok());
+        let listed = TargetPolicy {
+            allow_private: false,
+            allow_hosts: vec!["127.0.0.1:8080".to_owned(), "hooks.internal".to_owned()].into(),
+        };
+        assert!(listed.check("http://127.0.0.1:8080/hook").is_ok());
+        assert!(listed.check("http://127.0.0.1:8081/hook").is_err());
+        assert!(listed.check("http://HOOKS.internal:9000/x").is_ok());
+        assert!(listed.check("http://10.0.0.1:8080/hook").is_err());
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// gateway's acceptance rate (run it without workers).
     #[arg(long)]
     pub uploads_only: bool,
+    /// Also report the CPU time per image of these processes over the run (Linux, from
+    /// /proc): `gateway=PID`, repeated. The load tool's own is always reported.
+    #[arg(long = "cpu-of", value_name = "NAME=PID")]
+    pub cpu_of: Vec<String>,
     /// Files, or folders of files.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -79,6 +83,14 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
         }
     };
 
+    let mut watched: Vec<(String, String)> = vec![("load tool".into(), "self".into())];
+    for entry in &args.cpu_of {
+        let (name, pid) = entry
+            .split_once('=')
+            .ok_or_else(|| ClientError::Local(format!("--cpu-of {entry}: expected NAME=PID")))?;
+        watched.push((name.to_owned(), pid.to_owned()));
+    }
+    let cpu_before: Vec<Option<f64>> = watched.iter().map(|(_, pid)| cpu_seconds(pid)).collect();
     let started = Instant::now();
     let ids: Vec<Result<String, ClientError>> = match args.rate {
         None => {
@@ -105,6 +117,20 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
         }
     };
     let upload_secs = started.elapsed().as_secs_f64();
+    let cpu_report = || {
+        watched
+            .iter()
+            .zip(&cpu_before)
+            .filter_map(|((name, pid), before)| {
+                let used = cpu_seconds(pid)? - (*before)?;
+                Some(format!(
+                    "{name} {:.2}",
+                    used * 1000.0 / args.count.max(1) as f64
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
     let refused = ids.iter().filter(|r| r.is_err()).count();
     if let Some(Err(e)) = ids.iter().find(|r| r.is_err()) {
         eprintln!("{refused} uploads refused, e.g.: {e}");
@@ -120,6 +146,7 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
             args.concurrency,
             mean / 1000
         );
+        println!("  CPU ms/upload  {}", cpu_report());
         return Ok(if refused == 0 {
             ExitCode::SUCCESS
         } else {
@@ -127,7 +154,24 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
         });
     }
 
-    // Wait for every job (polling, a few at a time) and read the server's timestamps.
+    // Wait for the newest job first, one request at a time: jobs of one priority run in order,
+    // so by the time it ends nearly all have, and the load tool stays off the CPU the workers
+    // are being measured on. Then read every record (the figures come from the server's
+    // timestamps, so reading late changes nothing), waiting on any still running.
+    if let Some(newest) = ids.last() {
+        loop {
+            let job = client
+                .json(client.request(Method::GET, &format!("/v1/jobs/{newest}")))
+                .await?;
+            if matches!(
+                job["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let jobs: Vec<Value> = futures::stream::iter(ids.iter().map(|id| {
         let client = client.clone();
         async move {
@@ -205,6 +249,7 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
         latencies.last().copied().unwrap_or(0.0)
     );
     let pipeline_rate = ok.len() as f64 / span.max(1e-9);
+    println!("  CPU ms/image  {}", cpu_report());
 
     if let Some(worker) = &args.compare_with {
         let out = std::env::temp_dir().join(format!("imagepipe-bench-{}", std::process::id()));
@@ -243,6 +288,17 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
     } else {
         ExitCode::from(1)
     })
+}
+
+/// User + system CPU seconds a process (or `self`) has used so far, from /proc; None elsewhere.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) close with ')': utime and stime
+    // are the 12th and 13th after it, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 fn ms_between(a: SystemTime, b: SystemTime) -> f64 {

@@ -135,7 +135,9 @@ pub(crate) fn check_spec(state: &AppState, spec: &Spec, frames: bool) -> Result<
         )));
     }
     if let Some(webhook) = &spec.webhook {
-        pipeline::webhooks::check_url(&webhook.url, state.webhook_allow_private)
+        state
+            .webhook_policy
+            .check(&webhook.url)
             .map_err(|why| ApiError::BadSpec(SpecError::new("webhook.url", why)))?;
     }
     Ok(())

@@ -159,36 +159,39 @@ async fn sixteen_huge_outputs_are_bounded_work() {
         ..Default::default()
     })
     .await;
-    // Over the pixel limit per output: refused before any work.
-    let outputs: Vec<String> = (0..16)
-        .map(|i| {
-            format!(
-                r#"{{"name":"o{i}","ops":[{{"op":"resize","width":16384,"height":16384,"fit":"fill","enlarge":true}}]}}"#
-            )
-        })
-        .collect();
-    let spec = format!(r#"{{"outputs":[{}]}}"#, outputs.join(","));
-    let started = Instant::now();
-    let response = app.submit(corpus("jpeg/kodim18.jpg"), Some(&spec)).await;
-    let status = response.status().as_u16();
-    let body: serde_json::Value = response.json().await.unwrap();
-    let ended = if status == 202 {
-        let job = app
-            .wait_for(body["id"].as_str().unwrap(), Duration::from_secs(60))
-            .await;
-        assert_eq!(job["status"], "failed", "{job}");
-        job["error"]["code"].as_str().unwrap().to_owned()
-    } else {
-        assert!((400..500).contains(&status), "{status} {body}");
-        body["code"].as_str().unwrap().to_owned()
-    };
-    assert!(
-        ended == "pixel_limit" || ended == "unprocessable_image" || ended == "bad_spec",
-        "{ended}"
-    );
-    println!(
-        "ABUSE 16 outputs of 16384x16384: {status} / {ended} in {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
+    // Over the pixel limit per output, then each just under it (99 MP, 1.6 GP together): both
+    // refused before any work.
+    for side in [16384, 9949] {
+        let outputs: Vec<String> = (0..16)
+            .map(|i| {
+                format!(
+                    r#"{{"name":"o{i}","ops":[{{"op":"resize","width":{side},"height":{side},"fit":"fill","enlarge":true}}],"format":"jpeg"}}"#
+                )
+            })
+            .collect();
+        let spec = format!(r#"{{"outputs":[{}]}}"#, outputs.join(","));
+        let started = Instant::now();
+        let response = app.submit(corpus("jpeg/kodim18.jpg"), Some(&spec)).await;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
+        let ended = if status == 202 {
+            let job = app
+                .wait_for(body["id"].as_str().unwrap(), Duration::from_secs(60))
+                .await;
+            assert_eq!(job["status"], "failed", "{job}");
+            job["error"]["code"].as_str().unwrap().to_owned()
+        } else {
+            assert!((400..500).contains(&status), "{status} {body}");
+            body["code"].as_str().unwrap().to_owned()
+        };
+        assert!(
+            ended == "pixel_limit" || ended == "unprocessable_image" || ended == "bad_spec",
+            "{ended}"
+        );
+        println!(
+            "ABUSE 16 outputs of {side}x{side}: {status} / {ended} in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     app.stop().await;
 }

@@ -37,6 +37,7 @@ pub struct AppOptions {
     pub max_queue_depth: Option<u64>,
     pub webhook_secret: Option<String>,
     pub webhook_allow_private: bool,
+    pub webhook_allow_hosts: Vec<String>,
 }
 
 impl Default for AppOptions {
@@ -51,6 +52,7 @@ impl Default for AppOptions {
             max_queue_depth: None,
             webhook_secret: None,
             webhook_allow_private: false,
+            webhook_allow_hosts: Vec::new(),
         }
     }
 }
@@ -84,6 +86,7 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     settings.shutdown_timeout = Duration::from_secs(5);
     settings.webhooks.webhook_secret = options.webhook_secret;
     settings.webhooks.webhook_allow_private = options.webhook_allow_private;
+    settings.webhooks.webhook_allow_hosts = options.webhook_allow_hosts;
     if let Some(limit) = options.max_upload {
         settings.max_upload = limit;
     }

@@ -1,4 +1,5 @@
-//! Webhooks: the final record, HMAC-signed, to a receiver on loopback; SSRF targets refused.
+//! Webhooks: the final record, HMAC-signed, to a receiver on loopback; SSRF targets refused,
+//! on the first hop and behind redirects from a trusted host.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -173,6 +174,122 @@ async fn webhooks_to_private_or_metadata_addresses_are_refused() {
     assert!(
         received.try_recv().is_err(),
         "nothing reached the private address"
+    );
+    app.stop().await;
+}
+
+/// A server on loopback that answers every request with a 307 to `location`.
+async fn redirector(location: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let location = location.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 8192];
+                while !data.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    address.to_string()
+}
+
+/// The job's webhook delivery status, once there is one.
+async fn webhook_status(app: &crate::helpers::TestApp, id: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let job = app.job(id).await;
+        if let Some(status) = job["webhook"].as_str() {
+            if !status.starts_with("retrying") {
+                return status.to_owned();
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn redirects_from_a_trusted_host_to_private_addresses_are_refused() {
+    // The victim: a loopback service nobody listed as trusted.
+    let (victim, mut victim_calls) = receiver().await;
+    let victim_port = victim.split(':').nth(2).unwrap().split('/').next().unwrap();
+    // A trusted receiver, to show redirects are followed where they may go.
+    let (trusted, mut trusted_calls) = receiver().await;
+    let trusted_host = trusted
+        .trim_start_matches("http://")
+        .trim_end_matches("/hook");
+    let targets = [
+        victim.clone(),
+        format!("http://localhost:{victim_port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{victim_port}/hook"),
+        format!("http://[::1]:{victim_port}/hook"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://10.0.0.1/hook".to_owned(),
+    ];
+    let mut redirectors = Vec::new();
+    for target in targets.iter().chain([&trusted]) {
+        redirectors.push((target.clone(), redirector(target.clone()).await));
+    }
+    let mut allow_hosts: Vec<String> = redirectors.iter().map(|(_, r)| r.clone()).collect();
+    allow_hosts.push(trusted_host.to_owned());
+    let app = spawn_app(AppOptions {
+        embedded_workers: 1,
+        webhook_allow_hosts: allow_hosts,
+        ..Default::default()
+    })
+    .await;
+    // A trusted host on another port is still refused at submission.
+    let spec = format!(
+        r#"{{"outputs":[{{"name":"t"}}],"webhook":{{"url":"http://127.0.0.1:{victim_port}/hook"}}}}"#
+    );
+    let response = app.submit(corpus("jpeg/kodim17.jpg"), Some(&spec)).await;
+    assert_eq!(
+        problem(response, 400, "bad_spec").await["field"],
+        "webhook.url"
+    );
+
+    for (target, redirector) in &redirectors {
+        let spec = format!(
+            r#"{{"outputs":[{{"name":"t","ops":[{{"op":"resize","width":16}}]}}],"webhook":{{"url":"http://{redirector}/hook"}}}}"#
+        );
+        let id = app.submit_ok(corpus("jpeg/kodim17.jpg"), &spec).await;
+        assert_eq!(
+            app.wait_for(&id, Duration::from_secs(30)).await["status"],
+            "succeeded"
+        );
+        let status = webhook_status(&app, &id).await;
+        println!("SSRF redirect to {target}: {status}");
+        if target == &trusted {
+            assert!(status.starts_with("delivered"), "{target}: {status}");
+            let call = tokio::time::timeout(Duration::from_secs(5), trusted_calls.recv())
+                .await
+                .expect("the trusted receiver is called")
+                .unwrap();
+            let body: Value = serde_json::from_slice(&call.body).unwrap();
+            assert_eq!(body["id"], id.as_str());
+        } else {
+            assert!(
+                status.starts_with("refused:")
+                    && (status.contains("redirect refused")
+                        || status.contains("private or metadata address")),
+                "{target}: {status}"
+            );
+        }
+    }
+    assert!(
+        victim_calls.try_recv().is_err(),
+        "no redirect reached the private service"
     );
     app.stop().await;
 }

@@ -195,6 +195,9 @@ pub(super) struct OutputPlan {
     /// How small the source may be decoded for this output: the first resize's scale when
     /// nothing before it depends on resolution, else 1 (full size).
     pub min_decode_scale: f64,
+    /// The largest image (in pixels) the output makes on its way, itself included (the decoded
+    /// source is shared by all outputs and not counted).
+    pub peak_pixels: u64,
 }
 
 /// Walks `output`'s ops from a source of `source` size, refusing any step that would exceed the
@@ -207,6 +210,7 @@ pub(super) fn plan_output(
 ) -> Result<OutputPlan, EngineError> {
     let mut size = source;
     let mut min_decode_scale = None;
+    let mut peak_pixels = 0;
     let too_large = |size: (u32, u32), reason: String| EngineError::OutputTooLarge {
         output: output.name.clone(),
         width: u64::from(size.0),
@@ -240,6 +244,7 @@ pub(super) fn plan_output(
             Op::Flip { .. } | Op::Grayscale | Op::Brightness { .. } | Op::Contrast { .. } => size,
         };
         let pixels = u64::from(size.0) * u64::from(size.1);
+        peak_pixels = peak_pixels.max(pixels);
         if pixels > max_pixels {
             return Err(too_large(
                 size,
@@ -247,6 +252,7 @@ pub(super) fn plan_output(
             ));
         }
     }
+    peak_pixels = peak_pixels.max(u64::from(size.0) * u64::from(size.1));
     let max = format.max_dimension();
     if size.0 > max || size.1 > max {
         return Err(too_large(
@@ -257,6 +263,7 @@ pub(super) fn plan_output(
     Ok(OutputPlan {
         final_size: size,
         min_decode_scale: min_decode_scale.unwrap_or(1.0).min(1.0),
+        peak_pixels,
     })
 }
 

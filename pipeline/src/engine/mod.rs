@@ -53,6 +53,15 @@ pub struct Limits {
     pub max_frames: usize,
 }
 
+impl Limits {
+    /// The most pixels all outputs of one image (or frame) together may pass through: their
+    /// largest intermediate sizes summed. Twice the per-image limit, so one full-size copy plus
+    /// its thumbnails always fits, while 16 outputs each just under the limit do not.
+    pub fn output_budget(&self) -> u64 {
+        self.max_pixels.saturating_mul(2)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -207,7 +216,7 @@ pub fn process(
             .outputs
             .par_iter()
             .map(|output| {
-                let rendition = render(&decoded, spec, output, None, limits, observer)?;
+                let rendition = render(&decoded, spec, output, None, observer)?;
                 let done = done.fetch_add(1, Ordering::Relaxed) + 1;
                 checkpoint(
                     observer,
@@ -236,18 +245,7 @@ fn decode_for(
     limits: &Limits,
 ) -> Result<Decoded, EngineError> {
     let source = header.info();
-    let default_format = source.format.default_output();
-    let mut min_scale: f64 = 0.0;
-    for output in &spec.outputs {
-        let format = output.format.unwrap_or(default_format);
-        let plan = geometry::plan_output(
-            (source.width, source.height),
-            output,
-            format,
-            limits.max_pixels,
-        )?;
-        min_scale = min_scale.max(plan.min_decode_scale);
-    }
+    let mut min_scale = plan_outputs((source.width, source.height), spec, source.format, limits)?;
     if spec.placeholder.is_some() {
         // The placeholder is computed from a tiny copy: any decode scale serves it.
         min_scale =
@@ -256,22 +254,49 @@ fn decode_for(
     decode::decode(bytes, header, min_scale, limits)
 }
 
+/// Plans every output of `spec` from a source of `size` (refusing any over the limits, alone or
+/// together) and returns the smallest decode scale all of them can be made from.
+fn plan_outputs(
+    size: (u32, u32),
+    spec: &Spec,
+    source_format: SourceFormat,
+    limits: &Limits,
+) -> Result<f64, EngineError> {
+    let default_format = source_format.default_output();
+    let mut min_scale: f64 = 0.0;
+    let mut total: u64 = 0;
+    for output in &spec.outputs {
+        let format = output.format.unwrap_or(default_format);
+        let plan = geometry::plan_output(size, output, format, limits.max_pixels)?;
+        min_scale = min_scale.max(plan.min_decode_scale);
+        total = total.saturating_add(plan.peak_pixels);
+        if total > limits.output_budget() {
+            return Err(EngineError::OutputTooLarge {
+                output: output.name.clone(),
+                width: u64::from(plan.final_size.0),
+                height: u64::from(plan.final_size.1),
+                reason: format!(
+                    "the outputs together would pass through {total} pixels, over the budget of \
+                     {} pixels per image",
+                    limits.output_budget()
+                ),
+            });
+        }
+    }
+    Ok(min_scale)
+}
+
 /// Runs one output's ops and encodes it.
 fn render(
     decoded: &Decoded,
     spec: &Spec,
     output: &OutputSpec,
     frame: Option<u32>,
-    limits: &Limits,
     observer: &dyn Observer,
 ) -> Result<Rendition, EngineError> {
     let format = output
         .format
         .unwrap_or_else(|| decoded.info.format.default_output());
-    // Frames are planned one by one here; stills were planned before decoding.
-    if frame.is_some() {
-        geometry::plan_output(decoded.logical, output, format, limits.max_pixels)?;
-    }
     let ops_started = std::time::Instant::now();
     let mut work = Working {
         image: Cow::Borrowed(&decoded.image),
@@ -428,12 +453,13 @@ pub fn process_frames(
                 let started = std::time::Instant::now();
                 let decoded = decode_frame(frame, spec, limits)?;
                 observer.on_timing(Step::Decode, started.elapsed());
+                // Frames may differ in size: each is planned before its outputs are rendered
+                // (stills were planned before decoding).
+                plan_outputs(decoded.logical, spec, decoded.info.format, limits)?;
                 let renditions = spec
                     .outputs
                     .iter()
-                    .map(|output| {
-                        render(&decoded, spec, output, Some(index as u32), limits, observer)
-                    })
+                    .map(|output| render(&decoded, spec, output, Some(index as u32), observer))
                     .collect::<Result<Vec<_>, _>>()?;
                 let cell = layout
                     .as_ref()

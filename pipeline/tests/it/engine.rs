@@ -507,6 +507,34 @@ fn pixel_limits_cover_outputs_too() {
 }
 
 #[test]
+fn outputs_together_are_held_to_a_budget() {
+    let kodim = read_corpus("jpeg/kodim01.jpg");
+    let limits = Limits {
+        max_pixels: 1_000_000,
+        ..Limits::default()
+    };
+    let outputs = |n: usize, side: u32| {
+        let list: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"name":"o{i}","ops":[{{"op":"resize","width":{side},"height":{side},"fit":"fill","enlarge":true}}]}}"#
+                )
+            })
+            .collect();
+        spec(&format!(r#"{{"outputs":[{}]}}"#, list.join(",")))
+    };
+    // Each output alone is under the limit (990² < 1 MP), three together are over twice it.
+    let e = engine::process(&kodim, &outputs(3, 990), &limits, &()).unwrap_err();
+    assert_eq!(e.code(), FailureCode::PixelLimit, "{e}");
+    assert!(e.to_string().contains("budget"), "{e}");
+    // Two of them fit, and so do sixteen thumbnails.
+    let two = engine::process(&kodim, &outputs(2, 990), &limits, &()).unwrap();
+    assert_eq!(two.outputs.len(), 2);
+    let thumbs = engine::process(&kodim, &outputs(16, 64), &limits, &()).unwrap();
+    assert_eq!(thumbs.outputs.len(), 16);
+}
+
+#[test]
 fn not_images_are_unsupported() {
     for bytes in [
         &b"%PDF-1.7 hello"[..],
