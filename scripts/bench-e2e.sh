@@ -54,9 +54,11 @@ start_gateway() {
   for _ in $(seq 100); do curl -fs "$SERVER/healthz" >/dev/null && return; sleep 0.1; done
   echo "gateway did not start" >&2; exit 1
 }
+worker_command() { # threads
+  echo "$BIN/worker --queue $QUEUE --redis-url $REDIS --storage file://$WORK/$QUEUE --threads $1 --prefetch $PREFETCH >$WORK/worker-$QUEUE.log 2>&1"
+}
 start_worker() { # threads
-  "$BIN/worker" --queue "$QUEUE" --redis-url "$REDIS" --storage "file://$WORK/$QUEUE" \
-    --threads "$1" --prefetch "$PREFETCH" >"$WORK/worker-$QUEUE.log" 2>&1 &
+  eval "$(worker_command "$1") &"
   WORKER_PID=$!
   PIDS+=($!)
   sleep 1
@@ -82,6 +84,15 @@ echo "== 2. burst, worker --threads 2 (and the engine alone on the same files an
 start_gateway; start_worker 2
 "$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" $(cpu_of) \
   --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" --threads 2 "$CORPUS/jpeg"
+stop_all
+
+echo
+echo "== 2b. drain, worker --threads 2: the same uploads first, then the worker started on the full queue"
+start_gateway
+"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" \
+  --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" --threads 2 \
+  --after-uploads "$(worker_command 2) & echo \$! > $WORK/worker.pid" "$CORPUS/jpeg"
+PIDS+=("$(cat "$WORK/worker.pid")")
 stop_all
 
 echo

@@ -40,6 +40,15 @@ pub struct BenchArgs {
     /// gateway's acceptance rate (run it without workers).
     #[arg(long)]
     pub uploads_only: bool,
+    /// Give up (exit 1) when the jobs have not all ended this long after the last upload.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Drain mode: run this shell command once every upload is accepted (typically starting
+    /// the workers, which were not running during the uploads), and time the jobs from the
+    /// first start to the last success: the workers' own throughput on a full queue, with
+    /// nothing else competing for the CPU.
+    #[arg(long, value_name = "SHELL COMMAND")]
+    pub after_uploads: Option<String>,
     /// Also report the CPU time per image of these processes over the run (Linux, from
     /// /proc): `gateway=PID`, repeated. The load tool's own is always reported.
     #[arg(long = "cpu-of", value_name = "NAME=PID")]
@@ -154,46 +163,70 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
         });
     }
 
+    if let Some(command) = &args.after_uploads {
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .status()
+            .await
+            .map_err(|e| ClientError::Local(format!("cannot run {command}: {e}")))?;
+        if !status.success() {
+            return Err(ClientError::Local(format!("{command}: {status}")));
+        }
+    }
+
     // Wait for the newest job first, one request at a time: jobs of one priority run in order,
     // so by the time it ends nearly all have, and the load tool stays off the CPU the workers
     // are being measured on. Then read every record (the figures come from the server's
     // timestamps, so reading late changes nothing), waiting on any still running.
-    if let Some(newest) = ids.last() {
-        loop {
-            let job = client
-                .json(client.request(Method::GET, &format!("/v1/jobs/{newest}")))
-                .await?;
-            if matches!(
-                job["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            ) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let jobs: Vec<Value> = futures::stream::iter(ids.iter().map(|id| {
-        let client = client.clone();
-        async move {
+    let waited = tokio::time::timeout(args.timeout, async {
+        if let Some(newest) = ids.last() {
             loop {
                 let job = client
-                    .json(client.request(Method::GET, &format!("/v1/jobs/{id}")))
+                    .json(client.request(Method::GET, &format!("/v1/jobs/{newest}")))
                     .await?;
                 if matches!(
                     job["status"].as_str(),
                     Some("succeeded" | "failed" | "cancelled")
                 ) {
-                    return Ok::<Value, ClientError>(job);
+                    break;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-    }))
-    .buffer_unordered(16)
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<Result<_, _>>()?;
+        futures::stream::iter(ids.iter().map(|id| {
+            let client = client.clone();
+            async move {
+                loop {
+                    let job = client
+                        .json(client.request(Method::GET, &format!("/v1/jobs/{id}")))
+                        .await?;
+                    if matches!(
+                        job["status"].as_str(),
+                        Some("succeeded" | "failed" | "cancelled")
+                    ) {
+                        return Ok::<Value, ClientError>(job);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+    })
+    .await;
+    let jobs: Vec<Value> = match waited {
+        Ok(jobs) => jobs?,
+        Err(_) => {
+            return Err(ClientError::Local(format!(
+                "the jobs did not all end within {}",
+                humantime::format_duration(args.timeout)
+            )))
+        }
+    };
     let wall = started.elapsed().as_secs_f64();
 
     let time = |job: &Value, field: &str| {
@@ -207,7 +240,13 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
         .filter_map(|j| Some(ms_between(time(j, "created_at")?, time(j, "finished_at")?)))
         .collect();
     latencies.sort_by(f64::total_cmp);
-    let first = jobs.iter().filter_map(|j| time(j, "created_at")).min();
+    // From the first acceptance, or in drain mode from the first start.
+    let from = if args.after_uploads.is_some() {
+        "started_at"
+    } else {
+        "created_at"
+    };
+    let first = jobs.iter().filter_map(|j| time(j, from)).min();
     let last = ok.iter().filter_map(|j| time(j, "finished_at")).max();
     let span = match (first, last) {
         (Some(a), Some(b)) => ms_between(a, b) / 1000.0,
@@ -221,6 +260,10 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
     };
     let mode = match args.rate {
         Some(rate) => format!("open loop at {rate} images/s"),
+        None if args.after_uploads.is_some() => format!(
+            "drain: uploaded by {} clients first, then the workers started",
+            args.concurrency
+        ),
         None => format!("closed loop, {} clients", args.concurrency),
     };
     println!(
@@ -234,8 +277,13 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
         jobs.len() - ok.len()
     );
     println!(
-        "  throughput  {:>8.1} images/s   (first acceptance to last success, server clock)",
-        ok.len() as f64 / span.max(1e-9)
+        "  throughput  {:>8.1} images/s   (first {} to last success, server clock)",
+        ok.len() as f64 / span.max(1e-9),
+        if args.after_uploads.is_some() {
+            "start"
+        } else {
+            "acceptance"
+        }
     );
     println!(
         "  uploads     {:>8.1} accepted/s",

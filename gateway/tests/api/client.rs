@@ -149,3 +149,116 @@ async fn readable_errors_when_the_server_is_down_or_the_key_is_wrong() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains("the dead-letter list is empty"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reports_throughput_latency_and_cpu_and_drains_a_full_queue() {
+    let cluster = Cluster::start().await;
+    let gateway_pid = cluster.gateway.child.id();
+    let dir = cluster.dir.path().to_owned();
+    let photo = corpus_path("jpeg/kodim08.jpg").display().to_string();
+    let spec = r#"{"outputs":[{"name":"t","ops":[{"op":"resize","width":32}]}]}"#;
+
+    // Drain mode: no worker while uploading; the command starts one once all are accepted.
+    let pid_file = dir.join("worker.pid");
+    let start_worker = format!(
+        "{} {} >{} 2>&1 & echo $! > {}",
+        binary("worker").display(),
+        cluster.worker_args(&[]).join(" "),
+        dir.join("drain-worker.log").display(),
+        pid_file.display()
+    );
+    let output = imagepipe(vec![
+        "--server".into(),
+        cluster.address.clone(),
+        "bench".into(),
+        "--spec".into(),
+        spec.into(),
+        "--count".into(),
+        "12".into(),
+        "--concurrency".into(),
+        "3".into(),
+        "--cpu-of".into(),
+        format!("gateway={gateway_pid}"),
+        "--timeout".into(),
+        "60s".into(),
+        "--after-uploads".into(),
+        start_worker,
+        photo.clone(),
+    ])
+    .await;
+    let worker_pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    let _ = Command::new("kill").arg(worker_pid.trim()).status();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    println!("{stdout}");
+    assert!(
+        stdout.contains("drain: uploaded by 3 clients first"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("succeeded 12  failed 0  refused 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(first start to last success"), "{stdout}");
+    let cpu_line = stdout
+        .lines()
+        .find(|l| l.contains("CPU ms/image"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        cpu_line.contains("load tool ") && cpu_line.contains("gateway "),
+        "{cpu_line}"
+    );
+    // No job started before the last upload was accepted.
+    let jobs: serde_json::Value = cluster
+        .http
+        .get(format!("{}/v1/jobs?limit=50", cluster.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jobs = jobs["jobs"].as_array().unwrap_or_else(|| panic!("{jobs}"));
+    assert_eq!(jobs.len(), 12);
+    let stamp = |job: &serde_json::Value, field: &str| {
+        humantime::parse_rfc3339(job[field].as_str().unwrap()).unwrap()
+    };
+    let last_accepted = jobs.iter().map(|j| stamp(j, "created_at")).max().unwrap();
+    let first_started = jobs.iter().map(|j| stamp(j, "started_at")).min().unwrap();
+    assert!(first_started >= last_accepted, "{jobs:?}");
+
+    // Closed loop beside the engine alone: a ratio is printed.
+    let _worker = cluster.worker(&[]);
+    let output = imagepipe(vec![
+        "--server".into(),
+        cluster.address.clone(),
+        "bench".into(),
+        "--spec".into(),
+        spec.into(),
+        "--count".into(),
+        "6".into(),
+        "--concurrency".into(),
+        "2".into(),
+        "--compare-with".into(),
+        binary("worker").display().to_string(),
+        "--threads".into(),
+        "1".into(),
+        "--timeout".into(),
+        "60s".into(),
+        photo,
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    println!("{stdout}");
+    assert!(stdout.contains("closed loop, 2 clients"), "{stdout}");
+    let ratio: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pipeline / engine: "))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ratio > 0.0, "{stdout}");
+}

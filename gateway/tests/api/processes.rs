@@ -180,6 +180,11 @@ impl Cluster {
     }
 
     pub(crate) fn worker(&self, extra: &[&str]) -> Process {
+        Process::spawn("worker", &self.worker_args(extra), self.dir.path(), &[])
+    }
+
+    /// The flags a worker of this cluster runs with.
+    pub(crate) fn worker_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = vec![
             "--queue".to_owned(),
             self.queue_name.clone(),
@@ -196,7 +201,7 @@ impl Cluster {
         ];
         args.extend(self.storage_args.iter().cloned());
         args.extend(extra.iter().map(|s| s.to_string()));
-        Process::spawn("worker", &args, self.dir.path(), &[])
+        args
     }
 
     pub(crate) async fn submit(&self, image: Vec<u8>, spec: &str) -> String {
