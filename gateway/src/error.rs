@@ -35,6 +35,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("the queue is full ({depth} jobs waiting); retry later")]
     QueueFull { depth: u64, retry_after: u64 },
+    /// Too many uploads in progress at once on this gateway.
+    #[error("{limit} uploads are already in progress here; retry later")]
+    RateLimited { limit: usize, retry_after: u64 },
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
     /// A bug or an unexpected failure; the message is logged, never sent.
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable(_) => "unprocessable_image",
             ApiError::QueueFull { .. } => "queue_full",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -87,7 +91,9 @@ impl ResponseError for ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QueueFull { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,11 +132,12 @@ impl ResponseError for ApiError {
                 | ApiError::BadSpec(_)
                 | ApiError::BadRequest(_)
                 | ApiError::QueueFull { .. }
+                | ApiError::RateLimited { .. }
         ) {
             response.force_close();
         }
         match self {
-            ApiError::QueueFull { retry_after, .. } => {
+            ApiError::QueueFull { retry_after, .. } | ApiError::RateLimited { retry_after, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             ApiError::Unavailable(_) => {

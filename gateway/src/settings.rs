@@ -25,6 +25,10 @@ pub struct Settings {
     /// Refuse new jobs (429) while this many are waiting.
     #[arg(long, env = "IMAGEPIPE_MAX_QUEUE_DEPTH", default_value_t = 100_000)]
     pub max_queue_depth: u64,
+    /// Uploads (`POST /v1/jobs`, `POST /v1/frames`) in progress at once; beyond, 429 with
+    /// `Retry-After`. Each holds at most a 256 KB head in memory, so this bounds upload memory.
+    #[arg(long, env = "IMAGEPIPE_MAX_CONCURRENT_UPLOADS", default_value_t = 256)]
+    pub max_concurrent_uploads: usize,
     /// How long job records are kept.
     #[arg(long, env = "IMAGEPIPE_RESULT_TTL", default_value = "7d", value_parser = parse_duration)]
     pub result_ttl: Duration,

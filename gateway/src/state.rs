@@ -23,6 +23,8 @@ pub struct AppState {
     pub limits: Limits,
     pub webhook_policy: pipeline::webhooks::TargetPolicy,
     depth: DepthCache,
+    /// One permit per upload in progress.
+    uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -34,6 +36,7 @@ impl AppState {
         events: Arc<EventHub>,
         webhook_policy: pipeline::webhooks::TargetPolicy,
     ) -> AppState {
+        let uploads = settings.max_concurrent_uploads.max(1);
         AppState {
             limits: Limits {
                 max_pixels: settings.connection.max_pixels,
@@ -47,12 +50,22 @@ impl AppState {
             events,
             webhook_policy,
             depth: DepthCache::default(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(uploads)),
         }
     }
 
-    /// Refuses new work (429) while the backlog is at its limit. The depth is read from Redis
-    /// at most every 100 ms: one read serves a burst of uploads.
-    pub async fn admit(&self) -> Result<(), ApiError> {
+    /// Refuses new work (429) while the backlog is at its limit or too many uploads are in
+    /// progress; the permit it returns is the upload's place until it is dropped. The depth is
+    /// read from Redis at most every 100 ms: one read serves a burst of uploads.
+    pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let permit =
+            self.uploads
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| ApiError::RateLimited {
+                    limit: self.settings.max_concurrent_uploads,
+                    retry_after: 1,
+                })?;
         let backlog = match self.depth.fresh() {
             Some(backlog) => backlog,
             None => {
@@ -67,7 +80,7 @@ impl AppState {
                 retry_after: 2,
             });
         }
-        Ok(())
+        Ok(permit)
     }
 
     /// The origin URLs in responses start with: the configured public URL, or the request's.

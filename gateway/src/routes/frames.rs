@@ -34,7 +34,7 @@ pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    state.admit().await?;
+    let _upload = state.admit().await?;
     let limit = state.settings.max_upload;
     if content_length(&req).is_some_and(|length| length > limit + (64 << 10)) {
         return Err(ApiError::TooLarge { limit });

@@ -39,7 +39,7 @@ pub const MAX_SPEC_LEN: usize = 64 << 10;
         (status = 202, description = "accepted", body = super::Accepted),
         (status = 400, description = "bad spec or request"), (status = 401), (status = 413),
         (status = 415, description = "not an image"), (status = 422, description = "undecodable or over the pixel limit"),
-        (status = 429, description = "queue full"), (status = 503)
+        (status = 429, description = "queue full or too many uploads in progress"), (status = 503)
     )
 )]
 pub async fn create(
@@ -48,7 +48,7 @@ pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    state.admit().await?;
+    let _upload = state.admit().await?;
     let limit = state.settings.max_upload;
     if let Some(length) = content_length(&req) {
         if length > limit + (64 << 10) {

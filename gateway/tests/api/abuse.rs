@@ -1,5 +1,5 @@
-//! Abuse over real HTTP: slow clients, oversized headers, path traversal in every id and name
-//! position, and a spec asking for 16 huge outputs.
+//! Abuse over real HTTP: slow clients, uploads past the concurrency limit, oversized headers,
+//! path traversal in every id and name position, and a spec asking for 16 huge outputs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -72,6 +72,83 @@ async fn slow_clients_are_cut_off_and_do_not_block_others() {
         started.elapsed().as_secs_f64()
     );
 
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_past_the_concurrency_limit_get_429_with_retry_after() {
+    let app = spawn_app(AppOptions {
+        max_concurrent_uploads: Some(8),
+        ..Default::default()
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let photo = corpus("jpeg/kodim03.jpg");
+    // 40 uploads at once, each sending its head and 64 KB of a 1 MB body, then stalling.
+    let uploads: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = TcpStream::connect(&address).unwrap();
+            s.write_all(
+                b"POST /v1/jobs?w=64 HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n",
+            )
+            .unwrap();
+            s.write_all(&photo[..64 << 10]).unwrap();
+            s
+        })
+        .collect();
+    // Each either gets an answer at once or stays waiting for the rest of its body.
+    let readers: Vec<_> = uploads
+        .into_iter()
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut answer = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    }
+                }
+                (String::from_utf8_lossy(&answer).to_lowercase(), s)
+            })
+        })
+        .collect();
+    let answers: Vec<(String, TcpStream)> =
+        readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let refused = answers
+        .iter()
+        .filter(|(a, _)| a.starts_with("http/1.1 429") && a.contains("retry-after: 1"))
+        .count();
+    let waiting = answers.iter().filter(|(a, _)| a.is_empty()).count();
+    assert_eq!(
+        (refused, waiting),
+        (32, 8),
+        "{:?}",
+        answers
+            .iter()
+            .map(|(a, _)| a.lines().next())
+            .collect::<Vec<_>>()
+    );
+    // When the stalled uploads go, their places come back.
+    drop(answers);
+    let started = Instant::now();
+    loop {
+        let response = app
+            .submit(corpus("jpeg/kodim03.jpg"), Some(THUMB_SPEC))
+            .await;
+        match response.status().as_u16() {
+            202 => break,
+            429 => assert!(started.elapsed() < Duration::from_secs(10), "still 429"),
+            other => panic!("{other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "ABUSE 40 concurrent uploads past a limit of 8: 32 answered 429 (Retry-After: 1) at once, \
+         8 held; a new upload was accepted {:.2} s after they went",
+        started.elapsed().as_secs_f64()
+    );
     app.stop().await;
 }
 

@@ -35,6 +35,7 @@ pub struct AppOptions {
     pub s3_endpoint: Option<String>,
     pub max_upload: Option<u64>,
     pub max_queue_depth: Option<u64>,
+    pub max_concurrent_uploads: Option<usize>,
     pub webhook_secret: Option<String>,
     pub webhook_allow_private: bool,
     pub webhook_allow_hosts: Vec<String>,
@@ -50,6 +51,7 @@ impl Default for AppOptions {
             s3_endpoint: None,
             max_upload: None,
             max_queue_depth: None,
+            max_concurrent_uploads: None,
             webhook_secret: None,
             webhook_allow_private: false,
             webhook_allow_hosts: Vec::new(),
@@ -92,6 +94,9 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     }
     if let Some(depth) = options.max_queue_depth {
         settings.max_queue_depth = depth;
+    }
+    if let Some(uploads) = options.max_concurrent_uploads {
+        settings.max_concurrent_uploads = uploads;
     }
     let app = Application::build(settings).await.expect("gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
