@@ -181,36 +181,12 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
     // timestamps, so reading late changes nothing), waiting on any still running.
     let waited = tokio::time::timeout(args.timeout, async {
         if let Some(newest) = ids.last() {
-            loop {
-                let job = client
-                    .json(client.request(Method::GET, &format!("/v1/jobs/{newest}")))
-                    .await?;
-                if matches!(
-                    job["status"].as_str(),
-                    Some("succeeded" | "failed" | "cancelled")
-                ) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_for_end(client, newest, Duration::from_millis(100)).await?;
         }
-        futures::stream::iter(ids.iter().map(|id| {
-            let client = client.clone();
-            async move {
-                loop {
-                    let job = client
-                        .json(client.request(Method::GET, &format!("/v1/jobs/{id}")))
-                        .await?;
-                    if matches!(
-                        job["status"].as_str(),
-                        Some("succeeded" | "failed" | "cancelled")
-                    ) {
-                        return Ok::<Value, ClientError>(job);
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }))
+        futures::stream::iter(
+            ids.iter()
+                .map(|id| wait_for_end(client, id, Duration::from_millis(50))),
+        )
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await
@@ -336,6 +312,22 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The job's record once it has ended, polling every `interval`.
+async fn wait_for_end(client: &Client, id: &str, interval: Duration) -> Result<Value, ClientError> {
+    loop {
+        let job = client
+            .json(client.request(Method::GET, &format!("/v1/jobs/{id}")))
+            .await?;
+        if matches!(
+            job["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return Ok(job);
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
 
 /// User + system CPU seconds a process (or `self`) has used so far, from /proc; None elsewhere.

@@ -167,23 +167,28 @@ async fn bench_reports_throughput_latency_and_cpu_and_drains_a_full_queue() {
         dir.join("drain-worker.log").display(),
         pid_file.display()
     );
-    let output = imagepipe(vec![
-        "--server".into(),
-        cluster.address.clone(),
-        "bench".into(),
-        "--spec".into(),
-        spec.into(),
-        "--count".into(),
-        "12".into(),
-        "--concurrency".into(),
-        "3".into(),
-        "--cpu-of".into(),
-        format!("gateway={gateway_pid}"),
-        "--timeout".into(),
-        "60s".into(),
-        "--after-uploads".into(),
-        start_worker,
-        photo.clone(),
+    let bench = |args: &[&str]| {
+        let common = [
+            "--server",
+            &cluster.address,
+            "bench",
+            "--spec",
+            spec,
+            "--timeout",
+            "60s",
+            &photo,
+        ];
+        imagepipe(common.iter().chain(args).map(|a| a.to_string()).collect())
+    };
+    let output = bench(&[
+        "--count",
+        "12",
+        "--concurrency",
+        "3",
+        "--cpu-of",
+        &format!("gateway={gateway_pid}"),
+        "--after-uploads",
+        &start_worker,
     ])
     .await;
     let worker_pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
@@ -230,23 +235,16 @@ async fn bench_reports_throughput_latency_and_cpu_and_drains_a_full_queue() {
 
     // Closed loop beside the engine alone: a ratio is printed.
     let _worker = cluster.worker(&[]);
-    let output = imagepipe(vec![
-        "--server".into(),
-        cluster.address.clone(),
-        "bench".into(),
-        "--spec".into(),
-        spec.into(),
-        "--count".into(),
-        "6".into(),
-        "--concurrency".into(),
-        "2".into(),
-        "--compare-with".into(),
-        binary("worker").display().to_string(),
-        "--threads".into(),
-        "1".into(),
-        "--timeout".into(),
-        "60s".into(),
-        photo,
+    let engine = binary("worker").display().to_string();
+    let output = bench(&[
+        "--count",
+        "6",
+        "--concurrency",
+        "2",
+        "--compare-with",
+        &engine,
+        "--threads",
+        "1",
     ])
     .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
