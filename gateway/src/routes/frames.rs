@@ -4,12 +4,12 @@ use actix_multipart::Multipart;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use pipeline::engine::{EngineError, RawLayout, RawPixelFormat};
-use pipeline::job::{new_job_id, JobInput, NewJob};
+use pipeline::job::{new_job_id, JobInput};
 use pipeline::spec::{Spec, SpecError};
 use pipeline::storage::ObjectKey;
 
 use super::jobs::{content_length, read_small, submit, MAX_SPEC_LEN};
-use super::{check_spec, idempotency_key, query_pairs, request_id, spec_from_query};
+use super::{check_spec, idempotency_key, query_pairs, spec_from_query};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -176,20 +176,13 @@ pub async fn create(
     };
     budget.add_to_fingerprint(spec.to_json().as_bytes());
     state.metrics.uploaded(budget.used);
-    let job = NewJob {
-        id: job_id,
-        spec,
-        input,
-        owner: caller.owner.clone(),
-        request_id: request_id(&req),
-    };
-    let fingerprint = budget.fingerprint();
     submit(
         &state,
         &req,
         &caller,
-        job,
-        idempotency.map(|k| (k, fingerprint)),
+        (job_id, spec, input),
+        budget,
+        idempotency,
     )
     .await
 }

@@ -153,26 +153,20 @@ pub async fn create(
         return Err(e);
     }
     state.metrics.uploaded(bytes);
-    let job = NewJob {
-        id: job_id,
-        spec,
-        input: JobInput::Image {
-            key: key.to_string(),
-            bytes,
-            format: info.format,
-            width: info.width,
-            height: info.height,
-        },
-        owner: caller.owner.clone(),
-        request_id: request_id(&req),
+    let input = JobInput::Image {
+        key: key.to_string(),
+        bytes,
+        format: info.format,
+        width: info.width,
+        height: info.height,
     };
-    let fingerprint = budget.fingerprint();
     submit(
         &state,
         &req,
         &caller,
-        job,
-        idempotency.map(|k| (k, fingerprint)),
+        (job_id, spec, input),
+        budget,
+        idempotency,
     )
     .await
 }
@@ -225,13 +219,23 @@ async fn delete_inputs(state: &AppState, input: &JobInput) {
 
 /// Records and queues a job whose input is stored, honouring an idempotency key: the same
 /// key and request give the same job; the same key with another request is a conflict.
+/// `budget` has counted (and, with a key, fingerprinted) the request.
 pub(crate) async fn submit(
     state: &AppState,
     req: &HttpRequest,
     caller: &Caller,
-    job: NewJob,
-    idempotency: Option<(String, String)>,
+    (id, spec, input): (String, Spec, JobInput),
+    budget: Budget,
+    idempotency: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let job = NewJob {
+        id,
+        spec,
+        input,
+        owner: caller.owner.clone(),
+        request_id: request_id(req),
+    };
+    let idempotency = idempotency.map(|key| (key, budget.fingerprint()));
     let owner = caller.owner.as_deref();
     if let Some((key, fingerprint)) = &idempotency {
         let mut claim = state

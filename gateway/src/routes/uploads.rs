@@ -5,14 +5,14 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use pipeline::engine;
-use pipeline::job::{new_job_id, JobInput, NewJob};
+use pipeline::job::{new_job_id, JobInput};
 use pipeline::spec::Spec;
 use pipeline::storage::ObjectKey;
 use pipeline::view::rfc3339;
 use serde::{Deserialize, Serialize};
 
 use super::jobs::{submit, MAX_SPEC_LEN};
-use super::{check_spec, idempotency_key, request_id};
+use super::{check_spec, idempotency_key};
 use crate::auth::Caller;
 use crate::error::{from_probe, ApiError};
 use crate::state::AppState;
@@ -170,28 +170,22 @@ pub(crate) async fn create_from_upload(
     let mut budget = Budget::new(u64::MAX, true);
     budget.add_to_fingerprint(request.upload_id.as_bytes());
     budget.add_to_fingerprint(spec.to_json().as_bytes());
-    let job = NewJob {
-        id: job_id,
-        spec,
-        input: JobInput::Image {
-            key: original.to_string(),
-            bytes: meta.size,
-            format: info.format,
-            width: info.width,
-            height: info.height,
-        },
-        owner: caller.owner.clone(),
-        request_id: request_id(&req),
+    let input = JobInput::Image {
+        key: original.to_string(),
+        bytes: meta.size,
+        format: info.format,
+        width: info.width,
+        height: info.height,
     };
     state.metrics.uploaded(meta.size);
     let idempotency = idempotency_key(&req)?;
-    let fingerprint = budget.fingerprint();
     submit(
         &state,
         &req,
         &caller,
-        job,
-        idempotency.map(|k| (k, fingerprint)),
+        (job_id, spec, input),
+        budget,
+        idempotency,
     )
     .await
 }
