@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::helpers::JsonBody;
 use crate::helpers::{corpus, problem, spawn_app, AppOptions, THUMB_SPEC};
 
 const ALICE: &str = "alice-key-0123456789abcdef";
@@ -75,23 +76,15 @@ async fn keys_are_required_and_each_sees_only_its_own_jobs() {
         .http
         .get(app.url("/v1/jobs"))
         .bearer_auth(BOB)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert!(bobs["jobs"].as_array().unwrap().is_empty());
     let alices: Value = app
         .http
         .get(app.url("/v1/jobs"))
         .bearer_auth(ALICE)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(alices["jobs"][0]["id"], id.as_str());
 
     // Ops endpoints stay open for probes and scrapers.

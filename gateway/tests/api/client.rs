@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use fixtures::servers::{corpus as corpus_path, free_port};
 
+use crate::helpers::JsonBody;
 use crate::helpers::{spawn_app, AppOptions};
 use crate::processes::{binary, Cluster};
 
@@ -218,12 +219,8 @@ async fn bench_reports_throughput_latency_and_cpu_and_drains_a_full_queue() {
     let jobs: serde_json::Value = cluster
         .http
         .get(format!("{}/v1/jobs?limit=50", cluster.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     let jobs = jobs["jobs"].as_array().unwrap_or_else(|| panic!("{jobs}"));
     assert_eq!(jobs.len(), 12);
     let stamp = |job: &serde_json::Value, field: &str| {

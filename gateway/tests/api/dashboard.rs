@@ -10,6 +10,7 @@ use fixtures::servers::free_port;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::helpers::JsonBody;
 use crate::helpers::{corpus, spawn_app, AppOptions, THUMB_SPEC};
 use crate::processes::{Cluster, LIGHT};
 
@@ -33,15 +34,7 @@ async fn stats_count_what_was_done_and_survive_a_gateway_restart() {
             "succeeded"
         );
     }
-    let stats: Value = app
-        .http
-        .get(app.url("/v1/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = app.http.get(app.url("/v1/stats")).json_body().await;
     assert_eq!(stats["totals"]["succeeded"], 3, "{stats}");
     assert_eq!(stats["totals"]["failed"], 0);
     assert_eq!(stats["durations"]["count"], 3);
@@ -234,12 +227,8 @@ impl Browser {
         let session: Value = http
             .post(format!("{base}/session"))
             .json(&capabilities)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_body()
+            .await;
         let id = session["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {session}"))
@@ -256,12 +245,8 @@ impl Browser {
             .http
             .request(method, format!("{}{path}", self.session))
             .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_body()
+            .await;
         answer["value"].clone()
     }
 
@@ -300,12 +285,8 @@ impl Browser {
         let answer: Value = self
             .http
             .get(format!("{}/screenshot", self.session))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_body()
+            .await;
         let png = &answer["value"];
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(

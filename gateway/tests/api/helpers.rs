@@ -246,3 +246,14 @@ pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Va
 }
 
 pub const THUMB_SPEC: &str = r#"{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":128,"height":128,"fit":"cover"}],"format":"webp"},{"name":"large","ops":[{"op":"resize","width":400}],"format":"jpeg","quality":85}],"placeholder":"blurhash"}"#;
+
+/// Sends a request that must answer with JSON, and returns the JSON.
+pub(crate) trait JsonBody {
+    async fn json_body(self) -> Value;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    async fn json_body(self) -> Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}

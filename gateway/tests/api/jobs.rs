@@ -5,6 +5,7 @@ use std::time::Duration;
 use image::GenericImageView;
 use serde_json::Value;
 
+use crate::helpers::JsonBody;
 use crate::helpers::{corpus, problem, spawn_app, AppOptions, THUMB_SPEC};
 
 #[tokio::test]
@@ -363,15 +364,7 @@ async fn the_same_idempotency_key_and_body_give_the_same_job() {
     assert_eq!(first["id"], second["id"]);
     let other = send(corpus("jpeg/kodim07.jpg"), "order-1").await.unwrap();
     problem(other, 409, "conflict").await;
-    let listed: Value = app
-        .http
-        .get(app.url("/v1/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.http.get(app.url("/v1/jobs")).json_body().await;
     assert_eq!(
         listed["jobs"].as_array().unwrap().len(),
         1,
@@ -442,15 +435,7 @@ async fn jobs_list_newest_first_with_paging_and_a_status_filter() {
             Some(c) => app.url(&format!("/v1/jobs?limit=2&cursor={c}")),
             None => app.url("/v1/jobs?limit=2"),
         };
-        let page: Value = app
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = app.http.get(url).json_body().await;
         seen.extend(
             page["jobs"]
                 .as_array()
@@ -468,12 +453,8 @@ async fn jobs_list_newest_first_with_paging_and_a_status_filter() {
     let cancelled: Value = app
         .http
         .get(app.url("/v1/jobs?status=cancelled"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     let cancelled: Vec<&str> = cancelled["jobs"]
         .as_array()
         .unwrap()
@@ -559,15 +540,7 @@ async fn dead_letters_are_listed_and_replayed() {
     };
     consumer.complete(&[(lease, failure)]).await.unwrap();
 
-    let dead: Value = app
-        .http
-        .get(app.url("/v1/dead-letter"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = app.http.get(app.url("/v1/dead-letter")).json_body().await;
     let jobs = dead["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0]["job"]["id"], id.as_str());
@@ -586,15 +559,7 @@ async fn dead_letters_are_listed_and_replayed() {
         (job["status"].as_str(), job["attempts"].as_u64()),
         (Some("queued"), Some(0))
     );
-    let dead: Value = app
-        .http
-        .get(app.url("/v1/dead-letter"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = app.http.get(app.url("/v1/dead-letter")).json_body().await;
     assert!(dead["jobs"].as_array().unwrap().is_empty());
     let twice = app
         .http

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use fixtures::servers::RedisServer;
 use serde_json::Value;
 
+use crate::helpers::JsonBody;
 use crate::helpers::{corpus, problem, spawn_app, AppOptions, THUMB_SPEC};
 
 fn metric(text: &str, name: &str) -> Option<f64> {
@@ -95,28 +96,12 @@ async fn probes_and_the_openapi_document() {
             .status(),
         200
     );
-    let ready: Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.http.get(app.url("/readyz")).json_body().await;
     assert_eq!(
         (ready["redis"].as_str(), ready["storage"].as_str()),
         (Some("ok"), Some("ok"))
     );
-    let doc: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.http.get(app.url("/openapi.json")).json_body().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
     for path in [
         "/v1/jobs",
@@ -181,15 +166,7 @@ async fn redis_down_gives_503_and_the_gateway_recovers_on_its_own() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let jobs: Value = app
-        .http
-        .get(app.url("/v1/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jobs: Value = app.http.get(app.url("/v1/jobs")).json_body().await;
     assert_eq!(
         jobs["jobs"].as_array().unwrap().len(),
         2,

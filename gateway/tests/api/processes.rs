@@ -9,6 +9,7 @@ use fixtures::servers::{free_port, unique, TempDir};
 use pipeline::queue::{Queue, QueueConfig};
 use serde_json::Value;
 
+use crate::helpers::JsonBody;
 use crate::helpers::{corpus, purge, redis_url};
 
 /// A binary of this workspace, built beside the gateway (`cargo test --workspace` builds all).
@@ -224,12 +225,8 @@ impl Cluster {
     pub(crate) async fn job(&self, id: &str) -> Value {
         self.http
             .get(format!("{}/v1/jobs/{id}", self.address))
-            .send()
+            .json_body()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 
     /// Waits until every job ended; returns them.
@@ -513,12 +510,8 @@ async fn the_embedded_mode_works_with_default_settings() {
     let job = loop {
         let job: Value = http
             .get(format!("{address}/v1/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_body()
+            .await;
         if job["status"] == "succeeded" {
             break job;
         }

@@ -5,18 +5,11 @@ use std::time::Duration;
 use fixtures::servers::{unique, S3Server};
 use serde_json::{json, Value};
 
+use crate::helpers::JsonBody;
 use crate::helpers::{corpus, problem, spawn_app, use_test_s3_credentials, AppOptions};
 
 async fn presigned_round_trip(app: &crate::helpers::TestApp) {
-    let ticket: Value = app
-        .http
-        .post(app.url("/v1/uploads"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ticket: Value = app.http.post(app.url("/v1/uploads")).json_body().await;
     assert_eq!(ticket["method"], "PUT");
     assert!(ticket["expires_at"].as_str().unwrap().ends_with('Z'));
     let put = reqwest::Client::new()
@@ -56,15 +49,7 @@ async fn presigned_round_trip(app: &crate::helpers::TestApp) {
     problem(again, 404, "not_found").await;
 
     // Not an image: refused like an upload through the gateway.
-    let ticket: Value = app
-        .http
-        .post(app.url("/v1/uploads"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ticket: Value = app.http.post(app.url("/v1/uploads")).json_body().await;
     reqwest::Client::new()
         .put(ticket["url"].as_str().unwrap())
         .body("just text")
@@ -80,15 +65,7 @@ async fn presigned_round_trip(app: &crate::helpers::TestApp) {
         .unwrap();
     problem(refused, 415, "unsupported_media_type").await;
     // Nothing uploaded yet: a clear 400.
-    let ticket: Value = app
-        .http
-        .post(app.url("/v1/uploads"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ticket: Value = app.http.post(app.url("/v1/uploads")).json_body().await;
     let early = app
         .http
         .post(app.url("/v1/jobs"))
@@ -112,15 +89,7 @@ async fn presigned_uploads_work_against_a_real_s3_server() {
         ..Default::default()
     })
     .await;
-    let ticket: Value = app
-        .http
-        .post(app.url("/v1/uploads"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ticket: Value = app.http.post(app.url("/v1/uploads")).json_body().await;
     assert!(
         ticket["url"].as_str().unwrap().starts_with(&s3.endpoint),
         "an S3 presigned URL: {ticket}"
@@ -167,15 +136,7 @@ async fn presigned_uploads_work_with_local_storage_through_the_gateway() {
         ..Default::default()
     })
     .await;
-    let ticket: Value = app
-        .http
-        .post(app.url("/v1/uploads"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ticket: Value = app.http.post(app.url("/v1/uploads")).json_body().await;
     assert!(
         ticket["url"].as_str().unwrap().starts_with(&app.address),
         "{ticket}"
