@@ -73,38 +73,41 @@ stop_all() {
 
 # The corpus JPEG closest to 150 KB.
 SAMPLE=$(python3 -c 'import os,sys; fs=sys.argv[1:]; print(min(fs, key=lambda f: abs(os.path.getsize(f)-150000)))' "$CORPUS"/jpeg/*.jpg)
+# The load tool against the current gateway, with the CPU of every process reported.
+bench() { "$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" $(cpu_of) "$@"; }
+# A closed-loop burst of the corpus beside the engine alone on the same threads.
+burst() { # threads, more flags...
+  local threads=$1; shift
+  bench --count "$COUNT" --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" \
+    --threads "$threads" "$@" "$CORPUS/jpeg"
+}
+
 echo "== 1. upload acceptance (gateway alone, $CONCURRENCY clients, $(basename "$SAMPLE"), $(($(stat -c %s "$SAMPLE") / 1000)) KB)"
 start_gateway
-"$BIN/imagepipe" --server "$SERVER" bench --uploads-only --spec "$SPEC" --count "$COUNT" $(cpu_of) \
-  --concurrency "$CONCURRENCY" "$SAMPLE"
+bench --uploads-only --count "$COUNT" --concurrency "$CONCURRENCY" "$SAMPLE"
 stop_all
 
 echo
 echo "== 2. burst, worker --threads 2 (and the engine alone on the same files and threads)"
 start_gateway; start_worker 2
-"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" $(cpu_of) \
-  --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" --threads 2 "$CORPUS/jpeg"
+burst 2
 stop_all
 
 echo
 echo "== 2b. drain, worker --threads 2: the same uploads first, then the worker started on the full queue"
 start_gateway
-"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" \
-  --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" --threads 2 \
-  --after-uploads "$(worker_command 2) & echo \$! > $WORK/worker.pid" "$CORPUS/jpeg"
+burst 2 --after-uploads "$(worker_command 2) & echo \$! > $WORK/worker.pid"
 PIDS+=("$(cat "$WORK/worker.pid")")
 stop_all
 
 echo
 echo "== 3. burst, worker --threads 1"
 start_gateway; start_worker 1
-"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count "$COUNT" $(cpu_of) \
-  --concurrency "$CONCURRENCY" --compare-with "$BIN/worker" --threads 1 "$CORPUS/jpeg"
+burst 1
 stop_all
 
 echo
 echo "== 4. latency, open loop at $RATE images/s, worker --threads 2"
 start_gateway; start_worker 2
-"$BIN/imagepipe" --server "$SERVER" bench --spec "$SPEC" --count $((RATE * 10)) $(cpu_of) \
-  --rate "$RATE" "$CORPUS/jpeg"
+bench --count $((RATE * 10)) --rate "$RATE" "$CORPUS/jpeg"
 stop_all
