@@ -1,5 +1,5 @@
-//! API keys: `Authorization: Bearer KEY` on every `/v1` call when keys are configured. A key
-//! sees only its own jobs. Keys are compared in constant time, and only a digest of a key (its
+//! API keys: `Authorization: Bearer KEY` on every `/v1` call when keys are configured (the app
+//! registers its `web::Data<ApiKeys>`). A key sees only its own jobs. Keys are compared in constant time, and only a digest of a key (its
 //! owner id) is ever stored or logged.
 
 use std::future::{ready, Ready};
@@ -9,7 +9,6 @@ use actix_web::{web, FromRequest, HttpRequest};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The configured keys, as digests.
 #[derive(Debug, Clone, Default)]
@@ -75,7 +74,7 @@ impl ApiKeys {
 
 /// The owner id stored with jobs: a short digest of the key, never the key.
 fn owner_id(digest: &[u8; 32]) -> String {
-    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+    pipeline::text::hex(&digest[..12])
 }
 
 /// Who is calling: the owner id of their key, or nobody when the API is open.
@@ -99,10 +98,10 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return ready(Err(ApiError::Internal("no application state".into())));
+        let Some(keys) = req.app_data::<web::Data<ApiKeys>>() else {
+            return ready(Err(ApiError::Internal("no API keys registered".into())));
         };
-        ready(authenticate(&state.keys, req))
+        ready(authenticate(keys, req))
     }
 }
 

@@ -1,12 +1,12 @@
-//! Job events for Server-Sent Events: one pub/sub subscription per gateway (a pattern over
-//! every job's channel), fanned out in-process to the streams that wait on each job. Lost
-//! connections are re-established; SSE streams also poll, so a gap costs latency, not events.
+//! Job events for Server-Sent Events: one subscription per gateway to every job's events (the
+//! queue re-establishes it when it drops), fanned out in-process to the streams that wait on
+//! each job. SSE streams also poll, so a gap costs latency, not events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use futures::StreamExt;
+use pipeline::queue::{follow_job_events, Keys};
+use pipeline::shutdown::Shutdown;
 use tokio::sync::{broadcast, mpsc};
 
 /// Fans pub/sub messages out to subscribers of one job each, and to dashboards that follow
@@ -38,19 +38,20 @@ impl Drop for Subscription {
 }
 
 impl EventHub {
-    /// Starts the hub's pub/sub task on `redis_url`, listening to `channel_prefix*`.
-    pub fn start(redis_url: &str, channel_prefix: String) -> Arc<EventHub> {
-        let hub = Arc::new(EventHub {
+    pub fn new() -> Arc<EventHub> {
+        Arc::new(EventHub {
             subscribers: Mutex::new(HashMap::new()),
             firehose: broadcast::channel(4096).0,
-        });
-        // Pub/sub goes to one node: on a cluster, published messages reach every node.
-        let url = match redis_url.strip_prefix("redis+cluster://") {
-            Some(nodes) => format!("redis://{}", nodes.split(',').next().unwrap_or("")),
-            None => redis_url.to_owned(),
+        })
+    }
+
+    /// Fans out the queue's job events until the shutdown starts.
+    pub async fn follow(self: Arc<Self>, redis_url: String, keys: Keys, shutdown: Shutdown) {
+        let publish = |job_id: &str, payload: String| {
+            self.publish(job_id, payload);
+            true
         };
-        tokio::spawn(listen(Arc::downgrade(&hub), url, channel_prefix));
-        hub
+        follow_job_events(&redis_url, &keys, publish, shutdown).await;
     }
 
     pub fn subscribe(self: &Arc<Self>, job_id: &str) -> Subscription {
@@ -84,39 +85,5 @@ impl EventHub {
                 let _ = tx.send(payload.clone());
             }
         }
-    }
-}
-
-async fn listen(hub: std::sync::Weak<EventHub>, url: String, prefix: String) {
-    let pattern = format!("{prefix}*");
-    loop {
-        if hub.strong_count() == 0 {
-            return;
-        }
-        let connected = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.psubscribe(&pattern).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(Duration::from_secs(5), connected).await {
-            Ok(Ok(mut pubsub)) => {
-                let mut messages = pubsub.on_message();
-                while let Some(message) = messages.next().await {
-                    let Some(hub) = hub.upgrade() else { return };
-                    let channel = message.get_channel_name();
-                    if let (Some(job_id), Ok(payload)) = (
-                        channel.strip_prefix(prefix.as_str()),
-                        message.get_payload::<String>(),
-                    ) {
-                        hub.publish(job_id, payload);
-                    }
-                }
-                tracing::warn!("job events subscription ended; reconnecting");
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot subscribe to job events; retrying"),
-            Err(_) => tracing::warn!("subscribing to job events timed out; retrying"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

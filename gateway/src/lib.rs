@@ -6,13 +6,14 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod events;
+pub mod intake;
 mod local_redis;
 pub mod metrics;
+pub mod middleware;
 pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
-pub mod upload;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
-            eprintln!("gateway: {e}");
+            eprintln!("gateway: {}", pipeline::text::error_chain(&e));
             return ExitCode::from(1);
         }
     };

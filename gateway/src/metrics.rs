@@ -99,12 +99,9 @@ impl GatewayMetrics {
 
 async fn deployment_metrics(queue: &Queue) -> Result<String, pipeline::queue::QueueError> {
     let depth = queue.depth().await?;
-    let totals = queue.outcome_totals().await?;
+    let counters = queue.counters().await?;
+    let (totals, durations) = (counters.totals, counters.durations);
     let workers = queue.workers().await?;
-    let stats: std::collections::HashMap<String, u64> = queue
-        .redis()
-        .query(redis::cmd("HGETALL").arg(queue.keys().stats()))
-        .await?;
     let mut text = String::new();
     let mut w = |line: String| {
         text.push_str(&line);
@@ -139,24 +136,20 @@ async fn deployment_metrics(queue: &Queue) -> Result<String, pipeline::queue::Qu
     ] {
         w(format!("imagepipe_jobs_total{{outcome=\"{outcome}\"}} {n}"));
     }
-    // Bucket bounds as the COMPLETE script counts them.
-    const BOUNDS: [&str; 12] = [
-        "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "300", "1800",
-    ];
     w("# HELP imagepipe_job_duration_seconds Time from a job's first start to its end".into());
     w("# TYPE imagepipe_job_duration_seconds histogram".into());
     let mut cumulative = 0;
-    for bound in BOUNDS {
-        cumulative += stats.get(&format!("dur_le_{bound}")).copied().unwrap_or(0);
+    for (bound, jobs) in &durations.buckets {
+        cumulative += jobs;
         w(format!(
             "imagepipe_job_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
         ));
     }
-    let count = stats.get("dur_count").copied().unwrap_or(0);
+    let count = durations.count;
     w(format!(
         "imagepipe_job_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
     ));
-    let sum = stats.get("dur_sum_ms").copied().unwrap_or(0) as f64 / 1000.0;
+    let sum = durations.sum_ms as f64 / 1000.0;
     w(format!("imagepipe_job_duration_seconds_sum {sum}"));
     w(format!("imagepipe_job_duration_seconds_count {count}"));
     let now = pipeline::job::now_ms();

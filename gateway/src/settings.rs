@@ -1,15 +1,22 @@
-//! `gateway` settings (API.md § Processes): flags with environment fallbacks.
+//! `gateway` settings (API.md § Processes): flags with environment fallbacks. The flags shared
+//! with `worker` (connection, queue, webhooks) are the very structs `worker` uses, so embedded
+//! workers honour the same settings and environment as a separate worker.
 
 use std::time::Duration;
 
 use clap::Parser;
-use pipeline::config::{parse_duration, parse_size, ConnectionArgs};
+use pipeline::config::{parse_duration, parse_size};
+use workers::args::{ConnectionArgs, QueueArgs, WebhookArgs};
+use workers::settings::WorkerSettings;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gateway", version, about = "imagepipe HTTP gateway")]
 pub struct Settings {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// How jobs are held, retried and kept, and how long a shutdown may take.
+    #[command(flatten)]
+    pub queue: QueueArgs,
     /// Address to listen on (port 0: any free port).
     #[arg(long, env = "IMAGEPIPE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -29,29 +36,16 @@ pub struct Settings {
     /// `Retry-After`. Each holds at most a 256 KB head in memory, so this bounds upload memory.
     #[arg(long, env = "IMAGEPIPE_MAX_CONCURRENT_UPLOADS", default_value_t = 256)]
     pub max_concurrent_uploads: usize,
-    /// How long job records are kept.
-    #[arg(long, env = "IMAGEPIPE_RESULT_TTL", default_value = "7d", value_parser = parse_duration)]
-    pub result_ttl: Duration,
     /// Most frames in one frame job.
     #[arg(long, env = "IMAGEPIPE_MAX_FRAMES", default_value_t = 2000)]
     pub max_frames: usize,
     /// Webhook signing and SSRF settings, and the public origin URLs start with (unset: taken
     /// from each request).
     #[command(flatten)]
-    pub webhooks: pipeline::webhooks::WebhookArgs,
+    pub webhooks: WebhookArgs,
     /// How long presigned upload and download URLs stay valid.
     #[arg(long, env = "IMAGEPIPE_PRESIGN_TTL", default_value = "15m", value_parser = parse_duration)]
     pub presign_ttl: Duration,
-    /// With embedded workers: a job held this long by a worker that stopped renewing it is
-    /// taken over.
-    #[arg(long, env = "IMAGEPIPE_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub visibility_timeout: Duration,
-    /// With embedded workers: a job running longer than this fails with `timeout`.
-    #[arg(long, env = "IMAGEPIPE_JOB_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
-    pub job_timeout: Duration,
-    /// On SIGTERM: how long in-flight requests (and embedded workers' jobs) may take to finish.
-    #[arg(long, env = "IMAGEPIPE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "IMAGEPIPE_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
@@ -61,5 +55,63 @@ impl Settings {
     /// Settings for tests and embedding: defaults, as if started with no flags or environment.
     pub fn defaults() -> Settings {
         Settings::parse_from(["gateway"])
+    }
+
+    /// The embedded workers' settings (`None` without `--embedded-workers`).
+    pub fn embedded_workers(&self) -> Option<WorkerSettings> {
+        (self.embedded_workers > 0).then(|| {
+            WorkerSettings::embedded(
+                &self.connection,
+                &self.queue,
+                &self.webhooks,
+                self.embedded_workers,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use workers::settings::WorkerArgs;
+
+    #[derive(clap::Parser)]
+    struct WorkerCommand {
+        #[command(flatten)]
+        args: WorkerArgs,
+    }
+
+    /// The only test in this binary that touches the environment.
+    #[test]
+    fn embedded_workers_honour_the_same_environment_as_worker() {
+        let environment = [
+            ("IMAGEPIPE_QUEUE", "env-queue"),
+            ("IMAGEPIPE_MAX_ATTEMPTS", "2"),
+            ("IMAGEPIPE_VISIBILITY_TIMEOUT", "200ms"),
+            ("IMAGEPIPE_JOB_TIMEOUT", "42s"),
+            ("IMAGEPIPE_RESULT_TTL", "3h"),
+            ("IMAGEPIPE_SHUTDOWN_TIMEOUT", "7s"),
+            ("IMAGEPIPE_MAX_PIXELS", "1234567"),
+            ("IMAGEPIPE_WEBHOOK_SECRET", "s3cret"),
+            ("IMAGEPIPE_WEBHOOK_ALLOW_HOSTS", "hooks.internal:9000"),
+            ("IMAGEPIPE_PUBLIC_URL", "https://img.example.com/"),
+        ];
+        for (key, value) in environment {
+            std::env::set_var(key, value);
+        }
+        let gateway = Settings::try_parse_from(["gateway", "--embedded-workers", "3"]).unwrap();
+        let worker = WorkerCommand::try_parse_from(["worker", "--threads", "3"]).unwrap();
+        for (key, _) in environment {
+            std::env::remove_var(key);
+        }
+        let embedded = gateway.embedded_workers().unwrap();
+        assert_eq!(embedded, WorkerSettings::from_args(&worker.args));
+        // The environment reached both, clamps included (a visibility timeout of 1 s at least).
+        assert_eq!(embedded.queue.max_attempts, 2);
+        assert_eq!(embedded.queue.visibility_timeout, Duration::from_secs(1));
+        assert_eq!(embedded.queue.name, "env-queue");
+        assert_eq!(embedded.job_timeout, Duration::from_secs(42));
+        assert_eq!(embedded.webhooks.public_url, "https://img.example.com");
+        assert!(Settings::defaults().embedded_workers().is_none());
     }
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use pipeline::engine::Limits;
 use pipeline::queue::{Depth, Queue};
 use pipeline::storage::Storage;
+use pipeline::webhooks::TargetPolicy;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::ApiKeys;
 use crate::error::ApiError;
@@ -21,43 +23,35 @@ pub struct AppState {
     pub metrics: GatewayMetrics,
     pub events: Arc<EventHub>,
     pub limits: Limits,
-    pub webhook_policy: pipeline::webhooks::TargetPolicy,
+    pub webhook_policy: TargetPolicy,
     depth: DepthCache,
     /// One permit per upload in progress.
-    uploads: Arc<tokio::sync::Semaphore>,
+    uploads: Arc<Semaphore>,
 }
 
 impl AppState {
-    pub fn new(
-        queue: Queue,
-        storage: Storage,
-        settings: Arc<Settings>,
-        keys: ApiKeys,
-        events: Arc<EventHub>,
-        webhook_policy: pipeline::webhooks::TargetPolicy,
-    ) -> AppState {
-        let uploads = settings.max_concurrent_uploads.max(1);
+    pub fn new(queue: Queue, storage: Storage, settings: Arc<Settings>, keys: ApiKeys) -> AppState {
         AppState {
             limits: Limits {
                 max_pixels: settings.connection.max_pixels,
                 max_frames: settings.max_frames,
             },
+            webhook_policy: settings.webhooks.target_policy(),
+            uploads: Arc::new(Semaphore::new(settings.max_concurrent_uploads.max(1))),
             queue,
             storage,
             settings,
             keys,
             metrics: GatewayMetrics::new(),
-            events,
-            webhook_policy,
+            events: EventHub::new(),
             depth: DepthCache::default(),
-            uploads: Arc::new(tokio::sync::Semaphore::new(uploads)),
         }
     }
 
     /// Refuses new work (429) while the backlog is at its limit or too many uploads are in
     /// progress; the permit it returns is the upload's place until it is dropped. The depth is
     /// read from Redis at most every 100 ms: one read serves a burst of uploads.
-    pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         let permit =
             self.uploads
                 .clone()

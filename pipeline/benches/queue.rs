@@ -184,13 +184,5 @@ async fn drain(
 }
 
 async fn purge(queue: &Queue) {
-    let pattern = format!("{}:*", queue.keys().prefix());
-    let keys: Vec<String> = queue
-        .redis()
-        .query(redis::cmd("KEYS").arg(pattern))
-        .await
-        .unwrap_or_default();
-    for chunk in keys.chunks(1000) {
-        let _: Result<i64, _> = queue.redis().query(redis::cmd("DEL").arg(chunk)).await;
-    }
+    let _ = queue.purge().await;
 }

@@ -1,35 +1,7 @@
-//! Settings both binaries take, with the flag and environment names of API.md, and the parsers
-//! for human-friendly values (`50MB`, `30s`).
+//! Parsers for the human-friendly values settings take (`50MB`, `30s`). The flags themselves
+//! are the binaries' business (`workers::args`).
 
 use std::time::Duration;
-
-/// Where the queue and the objects live: shared by `gateway` and `worker`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ConnectionArgs {
-    /// Redis (standalone, Sentinel- or Cluster-managed) holding the queue and the results.
-    #[arg(
-        long,
-        env = "IMAGEPIPE_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/0"
-    )]
-    pub redis_url: String,
-    /// Object storage: file://DIR for a local directory, s3://BUCKET[/PREFIX] for S3.
-    #[arg(
-        long,
-        env = "IMAGEPIPE_STORAGE",
-        default_value = "file://./data/objects"
-    )]
-    pub storage: String,
-    /// Endpoint of an S3-compatible server (MinIO, Garage...); path-style addressing is used.
-    #[arg(long, env = "IMAGEPIPE_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// Names the Redis keys, so several deployments can share one Redis.
-    #[arg(long, env = "IMAGEPIPE_QUEUE", default_value = "imagepipe")]
-    pub queue: String,
-    /// Refuse images (and frames) with more pixels than this, judged from the header.
-    #[arg(long, env = "IMAGEPIPE_MAX_PIXELS", default_value_t = 100_000_000)]
-    pub max_pixels: u64,
-}
 
 /// Parses a byte size: `1048576`, `512KB`, `50MB`, `2GiB` (KB = 1000 bytes, KiB = 1024).
 pub fn parse_size(text: &str) -> Result<u64, String> {

@@ -58,7 +58,7 @@ pub async fn sweep(
                 .collect::<HashSet<_>>()
                 .into_iter()
                 .collect();
-            let alive = existing_jobs(queue, &ids).await?;
+            let alive = queue.existing_jobs(&ids).await?;
             for object in &page {
                 report.scanned += 1;
                 let job = object.key.split('/').nth(1).unwrap_or_default();
@@ -84,21 +84,4 @@ pub async fn sweep(
         }
     }
     Ok(report)
-}
-
-async fn existing_jobs(queue: &Queue, ids: &[String]) -> Result<HashSet<String>, QueueError> {
-    if ids.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let mut pipe = redis::pipe();
-    for id in ids {
-        pipe.cmd("EXISTS").arg(queue.keys().job(id));
-    }
-    let exists: Vec<bool> = queue.redis().pipeline(&pipe).await?;
-    Ok(ids
-        .iter()
-        .zip(exists)
-        .filter(|(_, e)| *e)
-        .map(|(id, _)| id.clone())
-        .collect())
 }

@@ -92,6 +92,15 @@ pub enum JobInput {
 }
 
 impl JobInput {
+    /// Bytes of input, all frames together.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            JobInput::Image { bytes, .. }
+            | JobInput::Frames { bytes, .. }
+            | JobInput::RawFrames { bytes, .. } => *bytes,
+        }
+    }
+
     /// Every storage key the input occupies.
     pub fn keys(&self) -> Vec<&str> {
         match self {

@@ -1,16 +1,18 @@
-//! A job as API.md shows it: in `GET /v1/jobs/{id}`, in events, in webhooks.
+//! A job as API.md shows it: in `GET /v1/jobs/{id}`, in events, in webhooks — and as the
+//! `imagepipe` client reads it back. The OpenAPI schemas come with the `openapi` feature.
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::failure::FailureCode;
 use crate::job::{JobRecord, JobStatus};
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub id: String,
-    #[schema(value_type = String, example = "succeeded")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "succeeded"))]
     pub status: JobStatus,
     pub attempts: u32,
     /// RFC 3339.
@@ -27,7 +29,7 @@ pub struct JobView {
     /// `high`, `normal` or `low`.
     pub priority: String,
     /// Set while a cancel waits for the running job's next checkpoint.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_requested: bool,
     /// When a job waiting to be retried becomes due (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,7 +40,8 @@ pub struct JobView {
     pub links: JobLinks,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OutputView {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,14 +53,16 @@ pub struct OutputView {
     pub url: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorView {
-    #[schema(value_type = String, example = "decode_error")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "decode_error"))]
     pub code: FailureCode,
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobLinks {
     #[serde(rename = "self")]
     pub self_: String,
@@ -114,5 +119,45 @@ impl JobView {
                 self_: job_url,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_reads_back_as_it_was_written() {
+        let view = JobView {
+            id: "j".into(),
+            status: JobStatus::Succeeded,
+            attempts: 1,
+            created_at: rfc3339(0),
+            started_at: Some(rfc3339(1)),
+            finished_at: Some(rfc3339(2)),
+            progress: 100,
+            outputs: vec![OutputView {
+                name: "thumb".into(),
+                frame: None,
+                content_type: "image/webp".into(),
+                width: 2,
+                height: 1,
+                bytes: 10,
+                url: "/v1/jobs/j/outputs/thumb".into(),
+            }],
+            placeholder: None,
+            error: None,
+            priority: "normal".into(),
+            cancel_requested: false,
+            next_attempt_at: None,
+            webhook: None,
+            links: JobLinks {
+                self_: "/v1/jobs/j".into(),
+                events: "/v1/jobs/j/events".into(),
+            },
+        };
+        let text = serde_json::to_string(&view).unwrap();
+        assert!(!text.contains("cancel_requested"), "{text}");
+        assert_eq!(serde_json::from_str::<JobView>(&text).unwrap(), view);
     }
 }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::gc::{self, GcArgs};
-use crate::service::{shutdown_signal, Worker};
+use pipeline::shutdown::Shutdown;
+
+use crate::service::Worker;
 use crate::settings::{WorkerArgs, WorkerSettings};
 use crate::transform::{self, TransformArgs};
 
@@ -68,11 +70,11 @@ fn serve(args: &WorkerArgs) -> ExitCode {
         let worker = match Worker::build(settings).await {
             Ok(worker) => worker,
             Err(e) => {
-                eprintln!("worker: {e}");
+                eprintln!("worker: {}", pipeline::text::error_chain(&e));
                 return ExitCode::from(1);
             }
         };
-        match worker.run_until_stopped(shutdown_signal()).await {
+        match worker.run_until_stopped(Shutdown::on_signals()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("worker: {e:#}");

@@ -3,9 +3,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pipeline::config::{parse_duration, ConnectionArgs};
+use pipeline::config::parse_duration;
 use pipeline::queue::{Queue, QueueConfig};
 use pipeline::storage::Storage;
+
+use crate::args::ConnectionArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct GcArgs {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pipeline::shutdown::Shutdown;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -122,11 +123,15 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (any path, in fact) until the task is dropped. A minimal HTTP/1.1
+/// Serves `GET /metrics` (any path, in fact) until the shutdown starts. A minimal HTTP/1.1
 /// responder: the worker needs no web framework for one read-only endpoint.
-pub async fn serve(listener: TcpListener, metrics: Metrics) {
+pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Shutdown) {
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.triggered() => return,
+        };
+        let Ok((mut socket, _)) = accepted else {
             continue;
         };
         let metrics = metrics.clone();

@@ -115,7 +115,8 @@ fn load_spec(arg: &str) -> Result<Spec, String> {
 }
 
 /// `DIR/<stem>` per input; a stem seen before gets `-2`, `-3`... so no input overwrites another.
-fn output_dirs(out: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
+/// (`imagepipe submit` lays its downloads out the same way.)
+pub fn output_dirs(out: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     files
         .iter()

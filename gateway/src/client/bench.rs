@@ -4,17 +4,19 @@
 //! `--compare-with WORKER`, runs `worker transform` on the same files and threads in the same
 //! run and prints the ratio.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
+use pipeline::job::JobStatus;
+use pipeline::view::JobView;
 use reqwest::Method;
-use serde_json::Value;
 
 use super::submit::{expand, load_spec};
 use super::{Client, ClientError};
+use crate::intake::Accepted;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -59,94 +61,13 @@ pub struct BenchArgs {
 }
 
 pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientError> {
-    let spec = Arc::new(load_spec(&args.spec)?);
-    let files = expand(&args.paths)?;
-    if files.is_empty() {
-        return Err(ClientError::Local("no files".into()));
-    }
-    let images: Vec<Arc<Vec<u8>>> = files
-        .iter()
-        .map(|f| {
-            std::fs::read(f)
-                .map(Arc::new)
-                .map_err(|e| ClientError::Local(format!("{}: {e}", f.display())))
-        })
-        .collect::<Result<_, _>>()?;
-    let upload = |i: usize| {
-        let (client, spec, image) = (
-            client.clone(),
-            spec.clone(),
-            images[i % images.len()].clone(),
-        );
-        async move {
-            let form = reqwest::multipart::Form::new()
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(image.as_ref().clone()).file_name("photo.jpg"),
-                )
-                .text("spec", spec.as_ref().clone());
-            let body = client
-                .json(client.request(Method::POST, "/v1/jobs").multipart(form))
-                .await?;
-            Ok::<String, ClientError>(body["id"].as_str().unwrap_or_default().to_owned())
-        }
-    };
-
-    let mut watched: Vec<(String, String)> = vec![("load tool".into(), "self".into())];
-    for entry in &args.cpu_of {
-        let (name, pid) = entry
-            .split_once('=')
-            .ok_or_else(|| ClientError::Local(format!("--cpu-of {entry}: expected NAME=PID")))?;
-        watched.push((name.to_owned(), pid.to_owned()));
-    }
-    let cpu_before: Vec<Option<f64>> = watched.iter().map(|(_, pid)| cpu_seconds(pid)).collect();
+    let load = Load::read(&args)?;
+    let cpu = CpuWatch::start(&args.cpu_of)?;
     let started = Instant::now();
-    let ids: Vec<Result<String, ClientError>> = match args.rate {
-        None => {
-            futures::stream::iter((0..args.count).map(upload))
-                .buffer_unordered(args.concurrency.max(1))
-                .collect()
-                .await
-        }
-        Some(rate) => {
-            let mut tasks = Vec::with_capacity(args.count);
-            for i in 0..args.count {
-                let due = started + Duration::from_secs_f64(i as f64 / rate.max(0.001));
-                tokio::time::sleep_until(due.into()).await;
-                tasks.push(tokio::spawn(upload(i)));
-            }
-            let mut ids = Vec::with_capacity(tasks.len());
-            for task in tasks {
-                ids.push(
-                    task.await
-                        .unwrap_or_else(|e| Err(ClientError::Local(e.to_string()))),
-                );
-            }
-            ids
-        }
-    };
+    let (ids, refused) = load.upload_all(client, &args, started).await;
     let upload_secs = started.elapsed().as_secs_f64();
-    let cpu_report = || {
-        watched
-            .iter()
-            .zip(&cpu_before)
-            .filter_map(|((name, pid), before)| {
-                let used = cpu_seconds(pid)? - (*before)?;
-                Some(format!(
-                    "{name} {:.2}",
-                    used * 1000.0 / args.count.max(1) as f64
-                ))
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    let refused = ids.iter().filter(|r| r.is_err()).count();
-    if let Some(Err(e)) = ids.iter().find(|r| r.is_err()) {
-        eprintln!("{refused} uploads refused, e.g.: {e}");
-    }
-    let ids: Vec<String> = ids.into_iter().filter_map(Result::ok).collect();
     if args.uploads_only {
-        let mean = images.iter().map(|i| i.len()).sum::<usize>() / images.len();
+        let mean = load.images.iter().map(|i| i.len()).sum::<usize>() / load.images.len();
         println!(
             "uploads: {} accepted, {refused} refused in {upload_secs:.2} s: {:.0} accepted uploads/s \
              ({} clients, mean upload {} KB)",
@@ -155,31 +76,171 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
             args.concurrency,
             mean / 1000
         );
-        println!("  CPU ms/upload  {}", cpu_report());
-        return Ok(if refused == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
+        println!("  CPU ms/upload  {}", cpu.report(args.count));
+        return Ok(exit_code(refused == 0));
     }
-
     if let Some(command) = &args.after_uploads {
-        let status = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .status()
-            .await
-            .map_err(|e| ClientError::Local(format!("cannot run {command}: {e}")))?;
-        if !status.success() {
-            return Err(ClientError::Local(format!("{command}: {status}")));
+        run_shell(command).await?;
+    }
+    let jobs = wait_for_all(client, &ids, args.timeout).await?;
+    let figures = Figures::of(&jobs, args.after_uploads.is_some(), started);
+    figures.print(&args, &load, ids.len(), refused, upload_secs);
+    println!("  CPU ms/image  {}", cpu.report(args.count));
+    if let Some(worker) = &args.compare_with {
+        let engine_rate = engine_alone(worker, &args, &load).await?;
+        println!(
+            "engine alone (worker transform --threads {}): {engine_rate:>8.1} images/s",
+            args.threads
+        );
+        println!("pipeline / engine: {:.2}", figures.rate() / engine_rate);
+    }
+    Ok(exit_code(figures.succeeded == args.count))
+}
+
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The spec and the files' bytes, read once.
+struct Load {
+    spec: Arc<String>,
+    files: Vec<PathBuf>,
+    images: Vec<Arc<Vec<u8>>>,
+}
+
+impl Load {
+    fn read(args: &BenchArgs) -> Result<Load, ClientError> {
+        let spec = Arc::new(load_spec(&args.spec)?);
+        let files = expand(&args.paths)?;
+        if files.is_empty() {
+            return Err(ClientError::Local("no files".into()));
         }
+        let images = files
+            .iter()
+            .map(|f| {
+                std::fs::read(f)
+                    .map(Arc::new)
+                    .map_err(|e| ClientError::Local(format!("{}: {e}", f.display())))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Load {
+            spec,
+            files,
+            images,
+        })
     }
 
-    // Wait for the newest job first, one request at a time: jobs of one priority run in order,
-    // so by the time it ends nearly all have, and the load tool stays off the CPU the workers
-    // are being measured on. Then read every record (the figures come from the server's
-    // timestamps, so reading late changes nothing), waiting on any still running.
-    let waited = tokio::time::timeout(args.timeout, async {
+    /// Upload number `i` (the files repeat); the new job's id.
+    async fn upload(&self, client: &Client, i: usize) -> Result<String, ClientError> {
+        let image = self.images[i % self.images.len()].clone();
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(image.as_ref().clone()).file_name("photo.jpg"),
+            )
+            .text("spec", self.spec.as_ref().clone());
+        let accepted: Accepted = client
+            .json(client.request(Method::POST, "/v1/jobs").multipart(form))
+            .await?;
+        Ok(accepted.id)
+    }
+
+    /// Every upload, closed loop with `concurrency` clients or open loop at `rate`: the ids
+    /// accepted and how many were refused (the first refusal is printed).
+    async fn upload_all(
+        &self,
+        client: &Client,
+        args: &BenchArgs,
+        started: Instant,
+    ) -> (Vec<String>, usize) {
+        let results: Vec<Result<String, ClientError>> = match args.rate {
+            None => {
+                futures::stream::iter((0..args.count).map(|i| self.upload(client, i)))
+                    .buffer_unordered(args.concurrency.max(1))
+                    .collect()
+                    .await
+            }
+            Some(rate) => {
+                let offered = (0..args.count).map(|i| async move {
+                    let due = started + Duration::from_secs_f64(i as f64 / rate.max(0.001));
+                    tokio::time::sleep_until(due.into()).await;
+                    self.upload(client, i).await
+                });
+                futures::future::join_all(offered).await
+            }
+        };
+        let refused = results.iter().filter(|r| r.is_err()).count();
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            eprintln!("{refused} uploads refused, e.g.: {e}");
+        }
+        (
+            results.into_iter().filter_map(Result::ok).collect(),
+            refused,
+        )
+    }
+}
+
+/// CPU time of the load tool itself and of the processes named with `--cpu-of`.
+struct CpuWatch {
+    watched: Vec<(String, String)>,
+    before: Vec<Option<f64>>,
+}
+
+impl CpuWatch {
+    fn start(cpu_of: &[String]) -> Result<CpuWatch, ClientError> {
+        let mut watched: Vec<(String, String)> = vec![("load tool".into(), "self".into())];
+        for entry in cpu_of {
+            let (name, pid) = entry.split_once('=').ok_or_else(|| {
+                ClientError::Local(format!("--cpu-of {entry}: expected NAME=PID"))
+            })?;
+            watched.push((name.to_owned(), pid.to_owned()));
+        }
+        let before = watched.iter().map(|(_, pid)| cpu_seconds(pid)).collect();
+        Ok(CpuWatch { watched, before })
+    }
+
+    /// `name ms  name ms ...`: CPU milliseconds per image since the start.
+    fn report(&self, count: usize) -> String {
+        self.watched
+            .iter()
+            .zip(&self.before)
+            .filter_map(|((name, pid), before)| {
+                let used = cpu_seconds(pid)? - (*before)?;
+                Some(format!("{name} {:.2}", used * 1000.0 / count.max(1) as f64))
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    }
+}
+
+async fn run_shell(command: &str) -> Result<(), ClientError> {
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .status()
+        .await
+        .map_err(|e| ClientError::Local(format!("cannot run {command}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ClientError::Local(format!("{command}: {status}")))
+    }
+}
+
+/// Waits for the newest job first, one request at a time: jobs of one priority run in order,
+/// so by the time it ends nearly all have, and the load tool stays off the CPU the workers are
+/// being measured on. Then reads every record (the figures come from the server's timestamps,
+/// so reading late changes nothing), waiting on any still running.
+async fn wait_for_all(
+    client: &Client,
+    ids: &[String],
+    timeout: Duration,
+) -> Result<Vec<JobView>, ClientError> {
+    let waited = tokio::time::timeout(timeout, async {
         if let Some(newest) = ids.last() {
             wait_for_end(client, newest, Duration::from_millis(100)).await?;
         }
@@ -194,136 +255,157 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<ExitCode, ClientErr
         .collect::<Result<_, _>>()
     })
     .await;
-    let jobs: Vec<Value> = match waited {
-        Ok(jobs) => jobs?,
-        Err(_) => {
-            return Err(ClientError::Local(format!(
-                "the jobs did not all end within {}",
-                humantime::format_duration(args.timeout)
-            )))
-        }
-    };
-    let wall = started.elapsed().as_secs_f64();
-
-    let time = |job: &Value, field: &str| {
-        job[field]
-            .as_str()
-            .and_then(|t| humantime::parse_rfc3339(t).ok())
-    };
-    let ok: Vec<&Value> = jobs.iter().filter(|j| j["status"] == "succeeded").collect();
-    let mut latencies: Vec<f64> = ok
-        .iter()
-        .filter_map(|j| Some(ms_between(time(j, "created_at")?, time(j, "finished_at")?)))
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    // From the first acceptance, or in drain mode from the first start.
-    let from = if args.after_uploads.is_some() {
-        "started_at"
-    } else {
-        "created_at"
-    };
-    let first = jobs.iter().filter_map(|j| time(j, from)).min();
-    let last = ok.iter().filter_map(|j| time(j, "finished_at")).max();
-    let span = match (first, last) {
-        (Some(a), Some(b)) => ms_between(a, b) / 1000.0,
-        _ => wall,
-    };
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let mode = match args.rate {
-        Some(rate) => format!("open loop at {rate} images/s"),
-        None if args.after_uploads.is_some() => format!(
-            "drain: uploaded by {} clients first, then the workers started",
-            args.concurrency
-        ),
-        None => format!("closed loop, {} clients", args.concurrency),
-    };
-    println!(
-        "end to end: {} uploads of {} files, {mode}",
-        args.count,
-        files.len()
-    );
-    println!(
-        "  succeeded {}  failed {}  refused {refused}",
-        ok.len(),
-        jobs.len() - ok.len()
-    );
-    println!(
-        "  throughput  {:>8.1} images/s   (first {} to last success, server clock)",
-        ok.len() as f64 / span.max(1e-9),
-        if args.after_uploads.is_some() {
-            "start"
-        } else {
-            "acceptance"
-        }
-    );
-    println!(
-        "  uploads     {:>8.1} accepted/s",
-        ids.len() as f64 / upload_secs.max(1e-9)
-    );
-    println!(
-        "  latency ms  p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}   (accepted -> succeeded)",
-        pct(0.50),
-        pct(0.95),
-        pct(0.99),
-        latencies.last().copied().unwrap_or(0.0)
-    );
-    let pipeline_rate = ok.len() as f64 / span.max(1e-9);
-    println!("  CPU ms/image  {}", cpu_report());
-
-    if let Some(worker) = &args.compare_with {
-        let out = std::env::temp_dir().join(format!("imagepipe-bench-{}", std::process::id()));
-        let inputs: Vec<PathBuf> = (0..args.count)
-            .map(|i| files[i % files.len()].clone())
-            .collect();
-        let t = Instant::now();
-        let status = tokio::process::Command::new(worker)
-            .arg("transform")
-            .arg("--threads")
-            .arg(args.threads.to_string())
-            .arg("--spec")
-            .arg(spec.as_ref())
-            .arg("--out")
-            .arg(&out)
-            .args(&inputs)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .await
-            .map_err(|e| ClientError::Local(format!("cannot run {}: {e}", worker.display())))?;
-        let engine_rate = inputs.len() as f64 / t.elapsed().as_secs_f64();
-        let _ = std::fs::remove_dir_all(&out);
-        if !status.success() {
-            return Err(ClientError::Local(format!(
-                "worker transform failed: {status}"
-            )));
-        }
-        println!(
-            "engine alone (worker transform --threads {}): {engine_rate:>8.1} images/s",
-            args.threads
-        );
-        println!("pipeline / engine: {:.2}", pipeline_rate / engine_rate);
-    }
-    Ok(if ok.len() == args.count {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    waited.unwrap_or_else(|_| {
+        Err(ClientError::Local(format!(
+            "the jobs did not all end within {}",
+            humantime::format_duration(timeout)
+        )))
     })
 }
 
+/// Throughput and latency of a run, from the server's timestamps.
+struct Figures {
+    succeeded: usize,
+    failed: usize,
+    /// Seconds from the first acceptance (drain mode: the first start) to the last success.
+    span: f64,
+    /// Accepted → succeeded, ms, ascending.
+    latencies: Vec<f64>,
+}
+
+impl Figures {
+    fn of(jobs: &[JobView], drain: bool, started: Instant) -> Figures {
+        let time = |t: &str| humantime::parse_rfc3339(t).ok();
+        let ok: Vec<&JobView> = jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Succeeded)
+            .collect();
+        let mut latencies: Vec<f64> = ok
+            .iter()
+            .filter_map(|j| {
+                let finished = time(j.finished_at.as_deref()?)?;
+                Some(ms_between(time(&j.created_at)?, finished))
+            })
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let first = jobs
+            .iter()
+            .filter_map(|j| match drain {
+                true => time(j.started_at.as_deref()?),
+                false => time(&j.created_at),
+            })
+            .min();
+        let last = ok
+            .iter()
+            .filter_map(|j| time(j.finished_at.as_deref()?))
+            .max();
+        let span = match (first, last) {
+            (Some(a), Some(b)) => ms_between(a, b) / 1000.0,
+            _ => started.elapsed().as_secs_f64(),
+        };
+        Figures {
+            succeeded: ok.len(),
+            failed: jobs.len() - ok.len(),
+            span,
+            latencies,
+        }
+    }
+
+    /// Images per second.
+    fn rate(&self) -> f64 {
+        self.succeeded as f64 / self.span.max(1e-9)
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies.get(index).copied().unwrap_or(0.0)
+    }
+
+    fn print(
+        &self,
+        args: &BenchArgs,
+        load: &Load,
+        accepted: usize,
+        refused: usize,
+        upload_secs: f64,
+    ) {
+        let drain = args.after_uploads.is_some();
+        let mode = match args.rate {
+            Some(rate) => format!("open loop at {rate} images/s"),
+            None if drain => format!(
+                "drain: uploaded by {} clients first, then the workers started",
+                args.concurrency
+            ),
+            None => format!("closed loop, {} clients", args.concurrency),
+        };
+        println!(
+            "end to end: {} uploads of {} files, {mode}",
+            args.count,
+            load.files.len()
+        );
+        println!(
+            "  succeeded {}  failed {}  refused {refused}",
+            self.succeeded, self.failed
+        );
+        println!(
+            "  throughput  {:>8.1} images/s   (first {} to last success, server clock)",
+            self.rate(),
+            if drain { "start" } else { "acceptance" }
+        );
+        println!(
+            "  uploads     {:>8.1} accepted/s",
+            accepted as f64 / upload_secs.max(1e-9)
+        );
+        println!(
+            "  latency ms  p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}   (accepted -> succeeded)",
+            self.percentile(0.50),
+            self.percentile(0.95),
+            self.percentile(0.99),
+            self.latencies.last().copied().unwrap_or(0.0)
+        );
+    }
+}
+
+/// `worker transform` on the same files, repeated to the same count, with the same threads:
+/// images per second.
+async fn engine_alone(worker: &Path, args: &BenchArgs, load: &Load) -> Result<f64, ClientError> {
+    let out = std::env::temp_dir().join(format!("imagepipe-bench-{}", std::process::id()));
+    let inputs: Vec<PathBuf> = (0..args.count)
+        .map(|i| load.files[i % load.files.len()].clone())
+        .collect();
+    let started = Instant::now();
+    let status = tokio::process::Command::new(worker)
+        .arg("transform")
+        .arg("--threads")
+        .arg(args.threads.to_string())
+        .arg("--spec")
+        .arg(load.spec.as_ref())
+        .arg("--out")
+        .arg(&out)
+        .args(&inputs)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| ClientError::Local(format!("cannot run {}: {e}", worker.display())))?;
+    let rate = inputs.len() as f64 / started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&out);
+    if !status.success() {
+        return Err(ClientError::Local(format!(
+            "worker transform failed: {status}"
+        )));
+    }
+    Ok(rate)
+}
+
 /// The job's record once it has ended, polling every `interval`.
-async fn wait_for_end(client: &Client, id: &str, interval: Duration) -> Result<Value, ClientError> {
+async fn wait_for_end(
+    client: &Client,
+    id: &str,
+    interval: Duration,
+) -> Result<JobView, ClientError> {
     loop {
-        let job = client
-            .json(client.request(Method::GET, &format!("/v1/jobs/{id}")))
-            .await?;
-        if matches!(
-            job["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        ) {
+        let job = client.job(id).await?;
+        if job.status.is_terminal() {
             return Ok(job);
         }
         tokio::time::sleep(interval).await;

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use pipeline::view::JobView;
 use serde_json::Value;
+
+use crate::routes::dead_letter::DeadLetterList;
 
 pub use bench::BenchArgs;
 pub use submit::SubmitArgs;
@@ -103,14 +106,24 @@ impl Client {
         }
     }
 
-    /// Sends a request and returns the JSON body of a 2xx answer, or a readable error.
-    pub async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+    /// Sends a request and returns the JSON body of a 2xx answer as a `T`, or a readable error.
+    pub async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let response = self.send(request).await?;
         response.json().await.map_err(|e| {
             ClientError::Local(format!(
-                "the server answered something that is not JSON: {e}"
+                "the server answered something unexpected: {}",
+                pipeline::text::error_chain(&e)
             ))
         })
+    }
+
+    /// A job's record.
+    pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
+        self.json(self.request(reqwest::Method::GET, &format!("/v1/jobs/{id}")))
+            .await
     }
 
     pub async fn send(
@@ -139,14 +152,13 @@ impl Client {
     }
 }
 
+/// The innermost cause: what went wrong on the wire ("Connection refused"), not the wrapping.
 fn reason(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        text = inner.to_string();
-        source = inner.source();
+    let mut innermost: &dyn std::error::Error = e;
+    while let Some(inner) = innermost.source() {
+        innermost = inner;
     }
-    text
+    innermost.to_string()
 }
 
 pub fn main() -> ExitCode {
@@ -159,47 +171,9 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Submit(args) => submit::run(&client, args).await,
-            Command::Status { id } => {
-                let job = client
-                    .json(client.request(reqwest::Method::GET, &format!("/v1/jobs/{id}")))
-                    .await?;
-                println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::DeadLetter(DeadLetter::List) => {
-                let list = client
-                    .json(client.request(reqwest::Method::GET, "/v1/dead-letter?limit=100"))
-                    .await?;
-                let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
-                if jobs.is_empty() {
-                    println!("the dead-letter list is empty");
-                }
-                for entry in jobs {
-                    let job = &entry["job"];
-                    println!(
-                        "{}  failed {}  {}: {}",
-                        job["id"].as_str().unwrap_or(""),
-                        entry["failed_at"].as_str().unwrap_or(""),
-                        job["error"]["code"].as_str().unwrap_or(""),
-                        job["error"]["message"].as_str().unwrap_or("")
-                    );
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::DeadLetter(DeadLetter::Replay { id }) => {
-                let job = client
-                    .json(client.request(
-                        reqwest::Method::POST,
-                        &format!("/v1/dead-letter/{id}/replay"),
-                    ))
-                    .await?;
-                println!(
-                    "{} is {} again",
-                    job["id"].as_str().unwrap_or(&id),
-                    job["status"].as_str().unwrap_or("queued")
-                );
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Status { id } => status(&client, &id).await,
+            Command::DeadLetter(DeadLetter::List) => dead_letters(&client).await,
+            Command::DeadLetter(DeadLetter::Replay { id }) => replay(&client, &id).await,
             Command::Bench(args) => bench::run(&client, args).await,
         }
     });
@@ -210,4 +184,47 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `imagepipe status ID`: the job's record, as the server gives it.
+async fn status(client: &Client, id: &str) -> Result<ExitCode, ClientError> {
+    let job: Value = client
+        .json(client.request(reqwest::Method::GET, &format!("/v1/jobs/{id}")))
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `imagepipe dead-letter list`: one line per job.
+async fn dead_letters(client: &Client) -> Result<ExitCode, ClientError> {
+    let list: DeadLetterList = client
+        .json(client.request(reqwest::Method::GET, "/v1/dead-letter?limit=100"))
+        .await?;
+    if list.jobs.is_empty() {
+        println!("the dead-letter list is empty");
+    }
+    for entry in list.jobs {
+        let (code, message) = entry
+            .job
+            .error
+            .map(|e| (e.code.as_str(), e.message))
+            .unwrap_or_default();
+        println!(
+            "{}  failed {}  {code}: {message}",
+            entry.job.id, entry.failed_at
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `imagepipe dead-letter replay ID`.
+async fn replay(client: &Client, id: &str) -> Result<ExitCode, ClientError> {
+    let job: JobView = client
+        .json(client.request(
+            reqwest::Method::POST,
+            &format!("/v1/dead-letter/{id}/replay"),
+        ))
+        .await?;
+    println!("{} is {} again", job.id, job.status.as_str());
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,16 +1,18 @@
 //! `imagepipe submit`: files and folders in, every output out.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use pipeline::job::JobStatus;
+use pipeline::view::JobView;
 use reqwest::Method;
-use serde_json::Value;
 
 use super::{Client, ClientError};
+use crate::intake::Accepted;
 
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
@@ -37,6 +39,50 @@ enum Done {
     Failed { code: String, message: String },
 }
 
+impl Done {
+    fn failed(code: &str, message: impl Into<String>) -> Done {
+        Done::Failed {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The three progress bars: uploaded, processed, downloaded.
+#[derive(Clone)]
+struct Bars {
+    uploaded: ProgressBar,
+    processed: ProgressBar,
+    downloaded: ProgressBar,
+}
+
+impl Bars {
+    fn new(files: usize) -> (MultiProgress, Bars) {
+        let bars = MultiProgress::new();
+        let style = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+            .expect("template")
+            .progress_chars("=> ");
+        let bar = |name: &str| {
+            let bar = bars.add(ProgressBar::new(files as u64));
+            bar.set_style(style.clone());
+            bar.set_prefix(name.to_owned());
+            bar
+        };
+        let three = Bars {
+            uploaded: bar("uploaded"),
+            processed: bar("processed"),
+            downloaded: bar("downloaded"),
+        };
+        (bars, three)
+    }
+
+    fn finish(&self) {
+        for bar in [&self.uploaded, &self.processed, &self.downloaded] {
+            bar.finish();
+        }
+    }
+}
+
 pub async fn run(client: &Client, args: SubmitArgs) -> Result<ExitCode, ClientError> {
     let spec = load_spec(&args.spec)?;
     let files = expand(&args.paths)?;
@@ -45,85 +91,21 @@ pub async fn run(client: &Client, args: SubmitArgs) -> Result<ExitCode, ClientEr
     }
     std::fs::create_dir_all(&args.out)
         .map_err(|e| ClientError::Local(format!("cannot create {}: {e}", args.out.display())))?;
-    let dirs = output_dirs(&args.out, &files);
-
-    let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
-        .expect("template")
-        .progress_chars("=> ");
-    let bar = |name: &str| {
-        let bar = bars.add(ProgressBar::new(files.len() as u64));
-        bar.set_style(style.clone());
-        bar.set_prefix(name.to_owned());
-        bar
-    };
-    let (uploaded, processed, downloaded) = (bar("uploaded"), bar("processed"), bar("downloaded"));
-
+    let dirs = workers::transform::output_dirs(&args.out, &files);
+    let (_shown, bars) = Bars::new(files.len());
     let results: Vec<(PathBuf, Done)> =
         futures::stream::iter(files.iter().zip(&dirs).map(|(file, dir)| {
-            let (client, spec, uploaded, processed, downloaded) = (
-                client.clone(),
-                spec.clone(),
-                uploaded.clone(),
-                processed.clone(),
-                downloaded.clone(),
-            );
+            let (spec, bars) = (&spec, bars.clone());
             async move {
-                let done = one(
-                    &client,
-                    file,
-                    dir,
-                    &spec,
-                    args.timeout,
-                    &uploaded,
-                    &processed,
-                    &downloaded,
-                )
-                .await;
+                let done = one(client, file, dir, spec, args.timeout, &bars).await;
                 (file.clone(), done)
             }
         }))
         .buffered(args.concurrency.max(1))
         .collect()
         .await;
-    for bar in [&uploaded, &processed, &downloaded] {
-        bar.finish();
-    }
-
-    let ok = results
-        .iter()
-        .filter(|(_, d)| matches!(d, Done::Ok { .. }))
-        .count();
-    let outputs: usize = results
-        .iter()
-        .map(|(_, d)| {
-            if let Done::Ok { outputs } = d {
-                *outputs
-            } else {
-                0
-            }
-        })
-        .sum();
-    let mut codes: HashMap<&str, usize> = HashMap::new();
-    for (file, done) in &results {
-        if let Done::Failed { code, message } = done {
-            *codes.entry(code.as_str()).or_default() += 1;
-            eprintln!("failed: {}: {code}: {message}", file.display());
-        }
-    }
-    let failed = results.len() - ok;
-    let mut summary = format!(
-        "{} files: {ok} ok ({outputs} outputs in {}), {failed} failed",
-        results.len(),
-        args.out.display()
-    );
-    if !codes.is_empty() {
-        let mut codes: Vec<_> = codes.into_iter().collect();
-        codes.sort();
-        let list: Vec<String> = codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
-        summary.push_str(&format!(" ({})", list.join(", ")));
-    }
-    println!("{summary}");
+    bars.finish();
+    let failed = report(&results, &args.out);
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -131,25 +113,80 @@ pub async fn run(client: &Client, args: SubmitArgs) -> Result<ExitCode, ClientEr
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Prints each failure and the summary line; returns how many files failed.
+fn report(results: &[(PathBuf, Done)], out: &Path) -> usize {
+    let mut outputs = 0;
+    let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
+    for (file, done) in results {
+        match done {
+            Done::Ok { outputs: n } => outputs += n,
+            Done::Failed { code, message } => {
+                *codes.entry(code.as_str()).or_default() += 1;
+                eprintln!("failed: {}: {code}: {message}", file.display());
+            }
+        }
+    }
+    let failed: usize = codes.values().sum();
+    let mut summary = format!(
+        "{} files: {} ok ({outputs} outputs in {}), {failed} failed",
+        results.len(),
+        results.len() - failed,
+        out.display()
+    );
+    if !codes.is_empty() {
+        let list: Vec<String> = codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        summary.push_str(&format!(" ({})", list.join(", ")));
+    }
+    println!("{summary}");
+    failed
+}
+
+/// One file: upload, wait for its job, download every output into `dir`.
 async fn one(
     client: &Client,
     file: &Path,
     dir: &Path,
     spec: &str,
     timeout: Duration,
-    uploaded: &ProgressBar,
-    processed: &ProgressBar,
-    downloaded: &ProgressBar,
+    bars: &Bars,
 ) -> Done {
-    let failed = |code: &str, message: String| Done::Failed {
-        code: code.to_owned(),
-        message,
+    let accepted = upload(client, file, spec).await;
+    bars.uploaded.inc(1);
+    let id = match accepted {
+        Ok(id) => id,
+        Err(done) => return done,
     };
-    let bytes = match tokio::fs::read(file).await {
-        Ok(bytes) => bytes,
-        Err(e) => return failed("unreadable", e.to_string()),
+    let job = match tokio::time::timeout(timeout, wait(client, &id)).await {
+        Ok(Ok(job)) => job,
+        Ok(Err(e)) => return Done::failed("request", e.to_string()),
+        Err(_) => {
+            return Done::failed(
+                "timeout",
+                format!("job {id} did not finish within {timeout:?}"),
+            )
+        }
     };
+    bars.processed.inc(1);
+    if job.status != JobStatus::Succeeded {
+        return match &job.error {
+            Some(error) => Done::failed(error.code.as_str(), error.message.clone()),
+            None => Done::failed(job.status.as_str(), ""),
+        };
+    }
+    if let Err(done) = download(client, &job, dir).await {
+        return done;
+    }
+    bars.downloaded.inc(1);
+    Done::Ok {
+        outputs: job.outputs.len(),
+    }
+}
+
+/// Uploads one file with the spec; the new job's id.
+async fn upload(client: &Client, file: &Path, spec: &str) -> Result<String, Done> {
+    let bytes = tokio::fs::read(file)
+        .await
+        .map_err(|e| Done::failed("unreadable", e.to_string()))?;
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -160,71 +197,50 @@ async fn one(
             reqwest::multipart::Part::bytes(bytes).file_name(name),
         )
         .text("spec", spec.to_owned());
-    let accepted = client
-        .json(client.request(Method::POST, "/v1/jobs").multipart(form))
-        .await;
-    uploaded.inc(1);
-    let id = match accepted {
-        Ok(body) => body["id"].as_str().unwrap_or_default().to_owned(),
+    match client
+        .json::<Accepted>(client.request(Method::POST, "/v1/jobs").multipart(form))
+        .await
+    {
+        Ok(accepted) => Ok(accepted.id),
         Err(ClientError::Api { status, detail }) => {
-            return failed(&format!("http_{status}"), detail)
+            Err(Done::failed(&format!("http_{status}"), detail))
         }
-        Err(e) => return failed("request", e.to_string()),
-    };
-    let job = match tokio::time::timeout(timeout, wait(client, &id)).await {
-        Ok(Ok(job)) => job,
-        Ok(Err(e)) => return failed("request", e.to_string()),
-        Err(_) => {
-            return failed(
-                "timeout",
-                format!("job {id} did not finish within {timeout:?}"),
-            )
-        }
-    };
-    processed.inc(1);
-    if job["status"] != "succeeded" {
-        let code = job["error"]["code"]
-            .as_str()
-            .unwrap_or(job["status"].as_str().unwrap_or("failed"));
-        let message = job["error"]["message"].as_str().unwrap_or("").to_owned();
-        return failed(code, message);
+        Err(e) => Err(Done::failed("request", e.to_string())),
     }
-    let outputs = job["outputs"].as_array().cloned().unwrap_or_default();
-    if let Err(e) = tokio::fs::create_dir_all(dir).await {
-        return failed("write", format!("cannot create {}: {e}", dir.display()));
-    }
-    for output in &outputs {
-        let url = output["url"].as_str().unwrap_or_default();
-        let response = match client.send(client.request(Method::GET, url)).await {
-            Ok(response) => response,
-            Err(e) => return failed("download", e.to_string()),
-        };
+}
+
+/// Writes every output of `job` under `dir`: `NAME.EXT`, or `NAME/FRAME.EXT` for frames.
+async fn download(client: &Client, job: &JobView, dir: &Path) -> Result<(), Done> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| Done::failed("write", format!("cannot create {}: {e}", dir.display())))?;
+    for output in &job.outputs {
         // S3 storage answers with a redirect to a presigned URL; reqwest follows it.
-        let data = match response.bytes().await {
-            Ok(data) => data,
-            Err(e) => return failed("download", e.to_string()),
-        };
-        let extension = extension(output["content_type"].as_str().unwrap_or(""));
-        let name = output["name"].as_str().unwrap_or("output");
-        let path = match output["frame"].as_u64() {
-            Some(frame) => dir.join(name).join(format!("{frame}.{extension}")),
-            None => dir.join(format!("{name}.{extension}")),
+        let response = client
+            .send(client.request(Method::GET, &output.url))
+            .await
+            .map_err(|e| Done::failed("download", e.to_string()))?;
+        let data = response
+            .bytes()
+            .await
+            .map_err(|e| Done::failed("download", e.to_string()))?;
+        let extension = extension(&output.content_type);
+        let path = match output.frame {
+            Some(frame) => dir.join(&output.name).join(format!("{frame}.{extension}")),
+            None => dir.join(format!("{}.{extension}", output.name)),
         };
         if let Some(parent) = path.parent() {
             let _ = tokio::fs::create_dir_all(parent).await;
         }
-        if let Err(e) = tokio::fs::write(&path, &data).await {
-            return failed("write", format!("cannot write {}: {e}", path.display()));
-        }
+        tokio::fs::write(&path, &data)
+            .await
+            .map_err(|e| Done::failed("write", format!("cannot write {}: {e}", path.display())))?;
     }
-    downloaded.inc(1);
-    Done::Ok {
-        outputs: outputs.len(),
-    }
+    Ok(())
 }
 
 /// Follows a job's Server-Sent Events to its final state (polling if the stream breaks).
-async fn wait(client: &Client, id: &str) -> Result<Value, ClientError> {
+async fn wait(client: &Client, id: &str) -> Result<JobView, ClientError> {
     loop {
         let response = client
             .send(client.request(Method::GET, &format!("/v1/jobs/{id}/events")))
@@ -236,14 +252,10 @@ async fn wait(client: &Client, id: &str) -> Result<Value, ClientError> {
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buffer.find("\n\n") {
                 let event: String = buffer.drain(..end + 2).collect();
-                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
-                    if let Ok(job) = serde_json::from_str::<Value>(data) {
-                        if matches!(
-                            job["status"].as_str(),
-                            Some("succeeded" | "failed" | "cancelled")
-                        ) {
-                            return Ok(job);
-                        }
+                let data = event.lines().find_map(|l| l.strip_prefix("data: "));
+                if let Some(job) = data.and_then(|d| serde_json::from_str::<JobView>(d).ok()) {
+                    if job.status.is_terminal() {
+                        return Ok(job);
                     }
                 }
             }
@@ -313,25 +325,4 @@ pub(super) fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ClientError> {
         }
     }
     Ok(files)
-}
-
-/// `DIR/<stem>` per file; a stem seen before gets `-2`, `-3`...
-fn output_dirs(out: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    files
-        .iter()
-        .map(|file| {
-            let stem = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "file".into());
-            let count = seen.entry(stem.clone()).or_insert(0);
-            *count += 1;
-            if *count == 1 {
-                out.join(stem)
-            } else {
-                out.join(format!("{stem}-{count}"))
-            }
-        })
-        .collect()
 }

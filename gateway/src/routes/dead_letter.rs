@@ -17,14 +17,14 @@ pub struct DeadQuery {
     cursor: Option<String>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     /// RFC 3339.
     pub failed_at: String,
     pub job: JobView,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetterList {
     pub jobs: Vec<DeadLetterView>,
     pub next_cursor: Option<String>,

@@ -2,25 +2,22 @@
 
 use std::time::Duration;
 
-use actix_multipart::Multipart;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::StreamExt;
-use pipeline::job::{new_job_id, JobInput, JobRecord, JobStatus, NewJob};
-use pipeline::queue::{CancelOutcome, IdempotencyClaim};
-use pipeline::spec::{Spec, SpecError};
+use pipeline::job::{JobRecord, JobStatus};
+use pipeline::queue::CancelOutcome;
+use pipeline::spec::SpecError;
 use pipeline::storage::ObjectKey;
 use pipeline::view::JobView;
 use serde::Deserialize;
 
-use super::{
-    accepted, check_spec, idempotency_key, load_job, query_pairs, request_id, spec_from_query,
-};
+use super::{is_multipart, load_job};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::intake::{image_from_body, image_from_form, image_from_upload, Intake};
 use crate::state::AppState;
-use crate::upload::{chunks, store_image, Budget};
 
 /// The largest spec accepted in a multipart part or a JSON body.
 pub const MAX_SPEC_LEN: usize = 64 << 10;
@@ -36,7 +33,7 @@ pub const MAX_SPEC_LEN: usize = 64 << 10;
            ("w" = Option<u32>, Query, description = "shorthand: resize width"),
            ("Idempotency-Key" = Option<String>, Header, description = "same key and body: same job")),
     responses(
-        (status = 202, description = "accepted", body = super::Accepted),
+        (status = 202, description = "accepted", body = crate::intake::Accepted),
         (status = 400, description = "bad spec or request"), (status = 401), (status = 413),
         (status = 415, description = "not an image"), (status = 422, description = "undecodable or over the pixel limit"),
         (status = 429, description = "queue full or too many uploads in progress"), (status = 503)
@@ -48,243 +45,13 @@ pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let _upload = state.admit().await?;
-    let limit = state.settings.max_upload;
-    if let Some(length) = content_length(&req) {
-        if length > limit + (64 << 10) {
-            return Err(ApiError::TooLarge { limit });
-        }
-    }
-    let idempotency = idempotency_key(&req)?;
-    let content_type = req.content_type().to_ascii_lowercase();
-    let pairs = query_pairs(&req);
-    let job_id = new_job_id();
-    let key = ObjectKey::original(&job_id).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut budget = Budget::new(limit, idempotency.is_some());
-
-    let (spec, info, bytes) = if content_type.starts_with("multipart/form-data") {
-        let query_spec = spec_from_query(&pairs, &[])?;
-        let mut parts = Multipart::new(req.headers(), payload);
-        let mut spec_text: Option<String> = None;
-        let mut stored = None;
-        while let Some(field) = parts.next().await {
-            let field =
-                field.map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?;
-            match field.name() {
-                Some("spec") => {
-                    let text = read_small(field, MAX_SPEC_LEN, "spec").await?;
-                    if spec_text.replace(text).is_some() {
-                        return Err(ApiError::BadSpec(SpecError::new("spec", "is given twice")));
-                    }
-                }
-                Some("file") => {
-                    if stored.is_some() {
-                        return Err(ApiError::BadRequest(
-                            "one `file` per job: send several frames to /v1/frames".into(),
-                        ));
-                    }
-                    let result = store_image(
-                        &state.storage,
-                        &key,
-                        chunks(Box::pin(field)),
-                        &mut budget,
-                        &state.limits,
-                    )
-                    .await;
-                    stored = Some(result?);
-                }
-                Some(other) => {
-                    let other = other.to_owned();
-                    let _ = delete(&state, &key).await;
-                    return Err(ApiError::BadRequest(format!(
-                        "unknown multipart part `{other}` (expected `file` and `spec`)"
-                    )));
-                }
-                None => {
-                    return Err(ApiError::BadRequest(
-                        "a multipart part without a name".into(),
-                    ))
-                }
-            }
-        }
-        let Some((info, bytes)) = stored else {
-            return Err(ApiError::BadRequest(
-                "no `file` part: send the image as a part named `file`".into(),
-            ));
-        };
-        let spec = match (spec_text, query_spec) {
-            (Some(_), Some(_)) => Err(ApiError::BadSpec(SpecError::new(
-                "spec",
-                "give the spec as a part or in the query, not both",
-            ))),
-            (Some(text), None) => Spec::from_json(&text).map_err(ApiError::from),
-            (None, Some(spec)) => Ok(spec),
-            (None, None) => Err(no_spec()),
-        };
-        match spec {
-            Ok(spec) => {
-                budget.add_to_fingerprint(spec.to_json().as_bytes());
-                (spec, info, bytes)
-            }
-            Err(e) => {
-                let _ = delete(&state, &key).await;
-                return Err(e);
-            }
-        }
-    } else if content_type == "application/json" {
-        return super::uploads::create_from_upload(req, payload, state, caller).await;
+    let intake = Intake::begin(&state, &req).await?;
+    if is_multipart(&req) {
+        image_from_form(intake, req, payload, &state, &caller).await
+    } else if req.content_type().eq_ignore_ascii_case("application/json") {
+        image_from_upload(intake, req, payload, &state, &caller).await
     } else {
-        // A raw image body: the spec must be known before the body is read.
-        let spec = spec_from_query(&pairs, &[])?.ok_or_else(no_spec)?;
-        check_spec(&state, &spec, false)?;
-        budget.add_to_fingerprint(spec.to_json().as_bytes());
-        let (info, bytes) = store_image(
-            &state.storage,
-            &key,
-            chunks(payload),
-            &mut budget,
-            &state.limits,
-        )
-        .await?;
-        (spec, info, bytes)
-    };
-    if let Err(e) = check_spec(&state, &spec, false) {
-        let _ = delete(&state, &key).await;
-        return Err(e);
-    }
-    state.metrics.uploaded(bytes);
-    let input = JobInput::Image {
-        key: key.to_string(),
-        bytes,
-        format: info.format,
-        width: info.width,
-        height: info.height,
-    };
-    submit(
-        &state,
-        &req,
-        &caller,
-        (job_id, spec, input),
-        budget,
-        idempotency,
-    )
-    .await
-}
-
-fn no_spec() -> ApiError {
-    ApiError::BadSpec(SpecError::new(
-        "spec",
-        "is required: a `spec` part, ?spec=<JSON>, or the shorthand (?w=256&format=webp)",
-    ))
-}
-
-pub(crate) fn content_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Reads a small multipart part (a spec) into a string.
-pub(crate) async fn read_small(
-    mut field: actix_multipart::Field,
-    limit: usize,
-    name: &str,
-) -> Result<String, ApiError> {
-    let mut data = Vec::new();
-    while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?;
-        data.extend_from_slice(&chunk);
-        if data.len() > limit {
-            return Err(ApiError::BadSpec(SpecError::new(
-                name,
-                format!("is over {limit} bytes"),
-            )));
-        }
-    }
-    String::from_utf8(data).map_err(|_| ApiError::BadSpec(SpecError::new(name, "is not UTF-8")))
-}
-
-async fn delete(state: &AppState, key: &ObjectKey) -> Result<(), ApiError> {
-    state.storage.delete(key).await.map_err(ApiError::from)
-}
-
-async fn delete_inputs(state: &AppState, input: &JobInput) {
-    for key in input.keys() {
-        if let Ok(key) = ObjectKey::parse(key) {
-            let _ = state.storage.delete(&key).await;
-        }
-    }
-}
-
-/// Records and queues a job whose input is stored, honouring an idempotency key: the same
-/// key and request give the same job; the same key with another request is a conflict.
-/// `budget` has counted (and, with a key, fingerprinted) the request.
-pub(crate) async fn submit(
-    state: &AppState,
-    req: &HttpRequest,
-    caller: &Caller,
-    (id, spec, input): (String, Spec, JobInput),
-    budget: Budget,
-    idempotency: Option<String>,
-) -> Result<HttpResponse, ApiError> {
-    let job = NewJob {
-        id,
-        spec,
-        input,
-        owner: caller.owner.clone(),
-        request_id: request_id(req),
-    };
-    let idempotency = idempotency.map(|key| (key, budget.fingerprint()));
-    let owner = caller.owner.as_deref();
-    if let Some((key, fingerprint)) = &idempotency {
-        let mut claim = state
-            .queue
-            .claim_idempotency(owner, key, &job.id, fingerprint)
-            .await?;
-        if let IdempotencyClaim::Existing {
-            job_id, claimed_at, ..
-        } = &claim
-        {
-            // A claim whose job never appeared (its gateway died before queueing it) is stale.
-            let stale = pipeline::job::now_ms().saturating_sub(*claimed_at) > 60_000
-                && state.queue.get(job_id).await?.is_none();
-            if stale {
-                state.queue.release_idempotency(owner, key).await?;
-                claim = state
-                    .queue
-                    .claim_idempotency(owner, key, &job.id, fingerprint)
-                    .await?;
-            }
-        }
-        if let IdempotencyClaim::Existing {
-            job_id,
-            fingerprint: theirs,
-            ..
-        } = claim
-        {
-            delete_inputs(state, &job.input).await;
-            if &theirs != fingerprint {
-                return Err(ApiError::Conflict(
-                    "this Idempotency-Key was used with a different request".into(),
-                ));
-            }
-            let status = match state.queue.get(&job_id).await? {
-                Some(record) => record.status.as_str(),
-                None => "queued",
-            };
-            return Ok(accepted(state, req, &job_id, status));
-        }
-    }
-    match state.queue.enqueue(&job).await {
-        Ok(_) => Ok(accepted(state, req, &job.id, "queued")),
-        Err(e) => {
-            delete_inputs(state, &job.input).await;
-            if let Some((key, _)) = &idempotency {
-                let _ = state.queue.release_idempotency(owner, key).await;
-            }
-            Err(e.into())
-        }
+        image_from_body(intake, req, payload, &state, &caller).await
     }
 }
 

@@ -62,7 +62,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         healthz, readyz, metrics,
     ),
     components(schemas(pipeline::view::JobView, pipeline::view::OutputView, pipeline::view::ErrorView,
-        pipeline::view::JobLinks, super::Accepted, super::jobs::JobList,
+        pipeline::view::JobLinks, crate::intake::Accepted, super::jobs::JobList,
         super::uploads::UploadTicket, super::dead_letter::DeadLetterView, super::dead_letter::DeadLetterList,
         super::dashboard::Stats, super::dashboard::DepthView, super::dashboard::WorkerView,
         super::dashboard::MinuteView, super::dashboard::DurationsView, super::dashboard::TotalsView)),

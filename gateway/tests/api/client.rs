@@ -25,6 +25,21 @@ async fn imagepipe(args: Vec<String>) -> Output {
     .unwrap()
 }
 
+/// `imagepipe submit --spec SPEC --out OUT INPUT` against the cluster.
+async fn submit(cluster: &Cluster, out: &Path, input: &Path) -> Output {
+    imagepipe(vec![
+        "--server".into(),
+        cluster.address.clone(),
+        "submit".into(),
+        "--spec".into(),
+        SPEC.into(),
+        "--out".into(),
+        out.display().to_string(),
+        input.display().to_string(),
+    ])
+    .await
+}
+
 fn copy(from: &str, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     std::fs::copy(corpus_path(from), to).unwrap();
@@ -43,17 +58,7 @@ async fn submit_sends_a_folder_and_downloads_every_output() {
     copy("jpeg/kodim06.jpg", &input.join("nested/kodim06.jpg"));
     copy("formats/4.webp", &input.join("nested/deeper/4.webp"));
     let out = cluster.dir.path().join("out");
-    let output = imagepipe(vec![
-        "--server".into(),
-        cluster.address.clone(),
-        "submit".into(),
-        "--spec".into(),
-        SPEC.into(),
-        "--out".into(),
-        out.display().to_string(),
-        input.display().to_string(),
-    ])
-    .await;
+    let output = submit(&cluster, &out, &input).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -82,17 +87,7 @@ async fn a_bad_file_is_reported_with_its_code_and_the_exit_code_is_not_zero() {
     let photo = std::fs::read(corpus_path("kodak/kodim05.png")).unwrap();
     std::fs::write(input.join("cut.png"), &photo[..photo.len() / 3]).unwrap();
     let out = cluster.dir.path().join("out");
-    let output = imagepipe(vec![
-        "--server".into(),
-        cluster.address.clone(),
-        "submit".into(),
-        "--spec".into(),
-        SPEC.into(),
-        "--out".into(),
-        out.display().to_string(),
-        input.display().to_string(),
-    ])
-    .await;
+    let output = submit(&cluster, &out, &input).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");

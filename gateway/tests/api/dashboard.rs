@@ -63,7 +63,8 @@ async fn stats_count_what_was_done_and_survive_a_gateway_restart() {
     settings.connection.storage = format!("file://{}", dir.path().display());
     let again = gateway::Application::build(settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", again.port());
-    let server = tokio::spawn(again.run_until(std::future::pending()));
+    let (_running, shutdown) = pipeline::shutdown::Shutdown::new();
+    let server = tokio::spawn(again.run_until(shutdown));
     let seen: Value = reqwest::get(format!("{address}/v1/stats"))
         .await
         .unwrap()

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use fixtures::servers::{unique, TempDir};
 use gateway::{Application, Settings};
 use pipeline::queue::{Queue, QueueConfig};
+use pipeline::shutdown::{Shutdown, ShutdownTrigger};
 use serde_json::Value;
 
 /// The Redis the tests share; each app has its own queue name.
@@ -66,7 +67,7 @@ pub struct TestApp {
     pub queue: Queue,
     pub storage_dir: PathBuf,
     _dir: TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<ShutdownTrigger>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -84,8 +85,8 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     settings.embedded_workers = options.embedded_workers;
     settings.api_keys = options.api_keys;
     settings.http_workers = Some(1);
-    settings.visibility_timeout = Duration::from_secs(5);
-    settings.shutdown_timeout = Duration::from_secs(5);
+    settings.queue.visibility_timeout = Duration::from_secs(5);
+    settings.queue.shutdown_timeout = Duration::from_secs(5);
     settings.webhooks.webhook_secret = options.webhook_secret;
     settings.webhooks.webhook_allow_private = options.webhook_allow_private;
     settings.webhooks.webhook_allow_hosts = options.webhook_allow_hosts;
@@ -100,10 +101,8 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     }
     let app = Application::build(settings).await.expect("gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (stop, shutdown) = Shutdown::new();
+    let task = tokio::spawn(app.run_until(shutdown));
     let queue = Queue::connect(
         &options.redis_url,
         QueueConfig {
@@ -204,7 +203,7 @@ impl TestApp {
     /// Stops the app gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.trigger();
         }
         if let Some(task) = self.task.take() {
             task.await.expect("app task").expect("app stopped cleanly");
@@ -215,15 +214,7 @@ impl TestApp {
 
 /// Deletes every key of a test queue.
 pub async fn purge(queue: &Queue) {
-    let pattern = format!("{}:*", queue.keys().prefix());
-    let keys: Vec<String> = queue
-        .redis()
-        .query(redis::cmd("KEYS").arg(pattern))
-        .await
-        .unwrap_or_default();
-    for chunk in keys.chunks(500) {
-        let _: Result<i64, _> = queue.redis().query(redis::cmd("DEL").arg(chunk)).await;
-    }
+    let _ = queue.purge().await;
 }
 
 /// Asserts a response is an `application/problem+json` error with this status and code, and

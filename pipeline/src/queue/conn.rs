@@ -84,10 +84,6 @@ impl RedisConn {
         Ok(conn)
     }
 
-    pub fn is_cluster(&self) -> bool {
-        matches!(self.inner, Backend::Cluster(_))
-    }
-
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, QueueError> {
         let mut conn = self.clone();
         with_timeout(self.call_timeout, cmd.query_async(&mut conn)).await

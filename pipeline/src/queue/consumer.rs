@@ -11,7 +11,7 @@ use crate::job::{JobError, JobRecord, OutputRecord};
 
 use super::conn::RedisConn;
 use super::keys::GROUP;
-use super::{evalsha, scripts, Queue, QueueError, Result};
+use super::{evalsha, reply, scripts, Queue, QueueError, Result};
 
 /// A stream entry handed to this consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,9 +131,7 @@ impl Consumer {
             .arg(&self.name)
             .arg(max);
         let flat: Vec<String> = match self.queue.redis.script(&invocation).await {
-            Err(QueueError::Refused(message))
-                if message.to_ascii_lowercase().contains("nogroup") =>
-            {
+            Err(QueueError::MissingGroup(_)) => {
                 // Redis lost its data (restarted without persistence): start over.
                 self.queue.ensure_groups().await?;
                 return Ok(Vec::new());
@@ -191,11 +189,11 @@ impl Consumer {
                         .arg(max - found.len()),
                 )
                 .await?;
-            if let Value::Array(parts) = reply {
-                if let Some(Value::Array(entries)) = parts.get(1) {
-                    found.extend(entries.iter().filter_map(|e| entry_to_delivery(i + 1, e)));
-                }
-            }
+            found.extend(
+                reply::claimed(&reply)
+                    .iter()
+                    .filter_map(|e| entry_to_delivery(i + 1, e)),
+            );
         }
         Ok(found)
     }
@@ -485,62 +483,28 @@ fn deliveries_from_flat(flat: &[String]) -> Vec<Delivery> {
 
 /// Parses an XREADGROUP reply (streams in any order) into deliveries.
 fn deliveries_from_read(reply: &Value, streams: &[String; 3]) -> Vec<Delivery> {
-    let mut found = Vec::new();
-    let per_stream: Vec<(String, &Value)> = match reply {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|item| match item {
-                Value::Array(pair) if pair.len() == 2 => Some((string(&pair[0])?, &pair[1])),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(pairs) => pairs
-            .iter()
-            .filter_map(|(k, v)| Some((string(k)?, v)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    for (name, entries) in per_stream {
-        let Some(index) = streams.iter().position(|s| *s == name) else {
-            continue;
-        };
-        if let Value::Array(entries) = entries {
-            found.extend(
+    reply::streams(reply)
+        .into_iter()
+        .filter_map(|(name, entries)| {
+            let index = streams.iter().position(|s| *s == name)?;
+            Some(
                 entries
                     .iter()
-                    .filter_map(|e| entry_to_delivery(index + 1, e)),
-            );
-        }
-    }
-    found
+                    .filter_map(move |e| entry_to_delivery(index + 1, e)),
+            )
+        })
+        .flatten()
+        .collect()
 }
 
-/// `[entry id, [field, value, ...]]` → a delivery; `None` for entries deleted meanwhile.
+/// A job stream entry → a delivery; `None` for entries deleted meanwhile.
 fn entry_to_delivery(stream: usize, entry: &Value) -> Option<Delivery> {
-    let Value::Array(parts) = entry else {
-        return None;
-    };
-    let entry_id = string(parts.first()?)?;
-    let Some(Value::Array(fields)) = parts.get(1) else {
-        return None;
-    };
-    let job_id = fields
-        .chunks_exact(2)
-        .find(|kv| string(&kv[0]).as_deref() == Some("id"))
-        .and_then(|kv| string(&kv[1]))?;
+    let (entry, fields) = reply::entry(entry)?;
     Some(Delivery {
         stream,
-        entry: entry_id,
-        job_id,
+        entry,
+        job_id: reply::field(&fields, "id")?.to_owned(),
     })
-}
-
-fn string(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

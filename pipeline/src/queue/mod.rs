@@ -12,11 +12,16 @@
 
 mod conn;
 mod consumer;
+mod events;
 mod keys;
 mod registry;
+mod reply;
 pub mod scripts;
+mod stats;
+mod tickets;
+mod webhooks;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,13 +29,18 @@ use sha2::{Digest, Sha256};
 
 use crate::failure::{Disposition, FailureCode};
 use crate::job::{CorruptRecord, JobRecord, JobStatus, NewJob};
+use crate::text::hex;
 
-pub use conn::RedisConn;
+use conn::RedisConn;
 pub use consumer::{
     retry_delay, Completed, Consumer, Delivery, Lease, LeaseState, Outcome, Started,
 };
+pub use events::follow_job_events;
 pub use keys::{stream_index, Keys, GROUP};
 pub use registry::WorkerInfo;
+pub use stats::{Counters, Depth, DurationHistogram, DurationSummary, OutcomeCounts};
+pub use tickets::UploadTicket;
+pub use webhooks::{WebhookDue, WebhookFeed, WEBHOOK_GROUP};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueueError {
@@ -44,16 +54,29 @@ pub enum QueueError {
     BadUrl(String),
     #[error(transparent)]
     Corrupt(#[from] CorruptRecord),
+    /// A stream's consumer group is gone: Redis lost its data (a restart without persistence).
+    #[error("a consumer group is missing: {0}")]
+    MissingGroup(String),
+    /// Redis does not know a script (it restarted): load it and call again.
+    #[error("a script is not loaded: {0}")]
+    MissingScript(String),
+    /// Creating a consumer group that exists already.
+    #[error("the consumer group exists: {0}")]
+    GroupExists(String),
 }
 
 impl QueueError {
     /// Redis being down or slow is transient; a refused command or a corrupt record is not.
     pub fn disposition(&self) -> Disposition {
         match self {
-            QueueError::Unavailable(_) | QueueError::Timeout(_) => Disposition::Retry,
-            QueueError::Refused(_) | QueueError::BadUrl(_) | QueueError::Corrupt(_) => {
-                Disposition::Abort
-            }
+            QueueError::Unavailable(_)
+            | QueueError::Timeout(_)
+            | QueueError::MissingGroup(_)
+            | QueueError::MissingScript(_) => Disposition::Retry,
+            QueueError::Refused(_)
+            | QueueError::BadUrl(_)
+            | QueueError::Corrupt(_)
+            | QueueError::GroupExists(_) => Disposition::Abort,
         }
     }
 
@@ -81,6 +104,12 @@ impl From<redis::RedisError> for QueueError {
             "CLUSTERDOWN",
             "BUSY",
         ];
+        match e.code() {
+            Some("NOGROUP") => return QueueError::MissingGroup(e.to_string()),
+            Some("NOSCRIPT") => return QueueError::MissingScript(e.to_string()),
+            Some("BUSYGROUP") => return QueueError::GroupExists(e.to_string()),
+            _ => {}
+        }
         let transient_code = e.code().is_some_and(|code| TRANSIENT.contains(&code));
         if e.is_io_error()
             || e.is_timeout()
@@ -99,7 +128,7 @@ impl From<redis::RedisError> for QueueError {
 type Result<T> = std::result::Result<T, QueueError>;
 
 /// Queue settings; the defaults are API.md's.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueueConfig {
     /// Names the keys (`--queue`).
     pub name: String,
@@ -133,25 +162,6 @@ impl Default for QueueConfig {
     }
 }
 
-/// Jobs waiting and in flight, per priority.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Depth {
-    /// Waiting to be delivered, per priority (high, normal, low).
-    pub waiting: [u64; 3],
-    /// Delivered to a worker and not yet finished, per priority.
-    pub in_flight: [u64; 3],
-    /// Retries waiting for their time.
-    pub delayed: u64,
-    pub dead: u64,
-}
-
-impl Depth {
-    /// Everything not yet finished.
-    pub fn backlog(&self) -> u64 {
-        self.waiting.iter().sum::<u64>() + self.delayed
-    }
-}
-
 /// What cancelling did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -178,37 +188,6 @@ pub enum IdempotencyClaim {
     },
 }
 
-/// Run-time percentiles (milliseconds) over a sample of recent jobs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DurationSummary {
-    pub count: u64,
-    pub p50_ms: u64,
-    pub p95_ms: u64,
-    pub p99_ms: u64,
-    pub max_ms: u64,
-}
-
-impl DurationSummary {
-    /// Nearest-rank percentiles of an ascending sample.
-    pub fn of_sorted(sorted: &[u64]) -> DurationSummary {
-        let Some(&max_ms) = sorted.last() else {
-            return DurationSummary::default();
-        };
-        let rank = |p: u64| {
-            let n = sorted.len() as u64;
-            let index = (p * n).div_ceil(100).clamp(1, n) - 1;
-            sorted[index as usize]
-        };
-        DurationSummary {
-            count: sorted.len() as u64,
-            p50_ms: rank(50),
-            p95_ms: rank(95),
-            p99_ms: rank(99),
-            max_ms,
-        }
-    }
-}
-
 /// A page of jobs, newest first.
 #[derive(Debug, Clone)]
 pub struct JobPage {
@@ -222,29 +201,6 @@ pub struct JobPage {
 pub struct DeadLetter {
     pub failed_at: u64,
     pub job: JobRecord,
-}
-
-/// Outcome counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct OutcomeCounts {
-    pub succeeded: u64,
-    pub failed: u64,
-    pub cancelled: u64,
-    pub retried: u64,
-    pub dead: u64,
-}
-
-impl OutcomeCounts {
-    fn from_hash(hash: &HashMap<String, u64>) -> Self {
-        let get = |k: &str| hash.get(k).copied().unwrap_or(0);
-        OutcomeCounts {
-            succeeded: get("succeeded"),
-            failed: get("failed"),
-            cancelled: get("cancelled"),
-            retried: get("retried"),
-            dead: get("dead"),
-        }
-    }
 }
 
 /// A handle on one queue; cheap to clone.
@@ -277,33 +233,33 @@ impl Queue {
         &self.config
     }
 
-    pub fn redis(&self) -> &RedisConn {
-        &self.redis
-    }
-
-    /// Creates the consumer group on each stream (and the streams), if missing. Also run after
-    /// Redis lost its data (a restart without persistence), when reads fail with NOGROUP.
+    /// Creates the workers' consumer group on each job stream (and the streams), if missing.
+    /// Also run after Redis lost its data (a restart without persistence), when reads fail
+    /// with [`QueueError::MissingGroup`].
     pub async fn ensure_groups(&self) -> Result<()> {
         for stream in self.keys.streams() {
-            let created: std::result::Result<(), QueueError> = self
-                .redis
-                .query(
-                    redis::cmd("XGROUP")
-                        .arg("CREATE")
-                        .arg(&stream)
-                        .arg(GROUP)
-                        .arg("0")
-                        .arg("MKSTREAM"),
-                )
-                .await;
-            match created {
-                Ok(()) => {}
-                Err(QueueError::Refused(message))
-                    if message.to_ascii_lowercase().contains("busygroup") => {}
-                Err(e) => return Err(e),
-            }
+            self.ensure_group(&stream, GROUP).await?;
         }
         Ok(())
+    }
+
+    /// Creates consumer group `group` on `stream` (and the stream), unless it exists.
+    async fn ensure_group(&self, stream: &str, group: &str) -> Result<()> {
+        let created: Result<()> = self
+            .redis
+            .query(
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(stream)
+                    .arg(group)
+                    .arg("0")
+                    .arg("MKSTREAM"),
+            )
+            .await;
+        match created {
+            Ok(()) | Err(QueueError::GroupExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Warnings about a Redis that could lose jobs: an eviction policy other than
@@ -411,9 +367,7 @@ impl Queue {
         pipe: &redis::Pipeline,
     ) -> Result<T> {
         match self.redis.pipeline(pipe).await {
-            Err(QueueError::Refused(message))
-                if message.to_ascii_lowercase().contains("noscript") =>
-            {
+            Err(QueueError::MissingScript(_)) => {
                 self.load_scripts().await?;
                 self.redis.pipeline(pipe).await
             }
@@ -618,27 +572,6 @@ impl Queue {
         }
     }
 
-    /// Queue depth per priority, cheaply (one script, a few O(1) reads).
-    pub async fn depth(&self) -> Result<Depth> {
-        let [high, normal, low] = self.keys.streams();
-        let mut invocation = scripts::DEPTH.prepare_invoke();
-        invocation
-            .key(high)
-            .key(normal)
-            .key(low)
-            .key(self.keys.delayed())
-            .key(self.keys.dead())
-            .arg(GROUP);
-        let counts: Vec<i64> = self.redis.script(&invocation).await?;
-        let at = |i: usize| counts.get(i).copied().unwrap_or(0).max(0) as u64;
-        Ok(Depth {
-            waiting: [at(0), at(2), at(4)],
-            in_flight: [at(1), at(3), at(5)],
-            delayed: at(6),
-            dead: at(7),
-        })
-    }
-
     /// Removes acknowledged entries from the job streams (never an unacknowledged or an
     /// undelivered one); returns how many went. Workers run it every few seconds.
     pub async fn trim_acknowledged(&self) -> Result<u64> {
@@ -706,48 +639,37 @@ impl Queue {
         self.redis.script(&invocation).await
     }
 
-    /// Outcome counters since the queue began.
-    pub async fn outcome_totals(&self) -> Result<OutcomeCounts> {
-        let hash: HashMap<String, u64> = self
-            .redis
-            .query(redis::cmd("HGETALL").arg(self.keys.stats()))
-            .await?;
-        Ok(OutcomeCounts::from_hash(&hash))
-    }
-
-    /// Outcome counters per minute for the last `minutes` minutes, oldest first, with the
-    /// summed run time (ms) of the jobs that succeeded in each.
-    pub async fn outcome_minutes(&self, minutes: u64) -> Result<Vec<(u64, OutcomeCounts, u64)>> {
-        let now_minute = crate::job::now_ms() / 60_000;
-        let range: Vec<u64> = (now_minute.saturating_sub(minutes - 1)..=now_minute).collect();
-        let mut pipe = redis::pipe();
-        for minute in &range {
-            pipe.cmd("HGETALL").arg(self.keys.stats_minute(*minute));
+    /// Which of `ids` still have a job record (the others expired).
+    pub async fn existing_jobs(&self, ids: &[String]) -> Result<HashSet<String>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
         }
-        let hashes: Vec<HashMap<String, u64>> = self.redis.pipeline(&pipe).await?;
-        Ok(range
-            .into_iter()
-            .zip(hashes)
-            .map(|(minute, hash)| {
-                let run_ms = hash.get("succeeded_ms").copied().unwrap_or(0);
-                (minute, OutcomeCounts::from_hash(&hash), run_ms)
-            })
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("EXISTS").arg(self.keys.job(id));
+        }
+        let exists: Vec<bool> = self.redis.pipeline(&pipe).await?;
+        Ok(ids
+            .iter()
+            .zip(exists)
+            .filter(|(_, e)| *e)
+            .map(|(id, _)| id.clone())
             .collect())
     }
 
-    /// Percentiles of the run times of the last (up to 1000) jobs that succeeded.
-    pub async fn recent_durations(&self) -> Result<DurationSummary> {
-        let mut took: Vec<u64> = self
-            .redis
-            .query(
-                redis::cmd("LRANGE")
-                    .arg(self.keys.durations())
-                    .arg(0)
-                    .arg(999),
-            )
-            .await?;
-        took.sort_unstable();
-        Ok(DurationSummary::of_sorted(&took))
+    /// Deletes every key of this queue: jobs, streams, counters (tests and benchmarks clean up
+    /// with it; a deployment uses it to start over). Returns how many keys went.
+    pub async fn purge(&self) -> Result<u64> {
+        let pattern = format!("{}:*", self.keys.prefix());
+        let keys: Vec<String> = self.redis.query(redis::cmd("KEYS").arg(pattern)).await?;
+        let mut deleted = 0;
+        for chunk in keys.chunks(500) {
+            deleted += self
+                .redis
+                .query::<u64>(redis::cmd("DEL").arg(chunk))
+                .await?;
+        }
+        Ok(deleted)
     }
 
     /// Checks Redis answers (readiness).
@@ -799,31 +721,4 @@ pub(crate) fn evalsha(
 fn parse_cursor(cursor: &str) -> Option<(u64, String)> {
     let (score, id) = cursor.split_once('-')?;
     Some((score.parse().ok()?, id.to_owned()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::DurationSummary;
-
-    #[test]
-    fn duration_percentiles_are_nearest_rank() {
-        assert_eq!(DurationSummary::of_sorted(&[]), DurationSummary::default());
-        let sample: Vec<u64> = (1..=200).collect();
-        let summary = DurationSummary::of_sorted(&sample);
-        assert_eq!(
-            (
-                summary.count,
-                summary.p50_ms,
-                summary.p95_ms,
-                summary.p99_ms,
-                summary.max_ms
-            ),
-            (200, 100, 190, 198, 200)
-        );
-        assert_eq!(DurationSummary::of_sorted(&[7]).p99_ms, 7);
-    }
 }

@@ -533,17 +533,6 @@ where
             }
         }
         SdkError::TimeoutError(_) => StorageError::Unavailable("timed out".into()),
-        _ => StorageError::Unavailable(error_chain(&error)),
+        _ => StorageError::Unavailable(crate::text::error_chain(&error)),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

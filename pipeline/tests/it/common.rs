@@ -67,6 +67,16 @@ pub fn redis_url() -> String {
     std::env::var("IMAGEPIPE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }
 
+/// A raw command on the shared test Redis, to look behind (or tamper with) a queue.
+pub async fn redis_query<T: redis::FromRedisValue>(cmd: &redis::Cmd) -> T {
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    cmd.query_async(&mut conn).await.expect("redis command")
+}
+
 /// A queue name no other test uses.
 pub fn unique_queue(test: &str) -> String {
     format!("test-{test}-{}", uuid::Uuid::new_v4().simple())

@@ -16,7 +16,7 @@ use pipeline::queue::{
 };
 use pipeline::spec::{Priority, Spec};
 
-use crate::common::{redis_url, unique_queue, RedisServer};
+use crate::common::{redis_query, redis_url, unique_queue, RedisServer};
 
 fn config(name: &str) -> QueueConfig {
     QueueConfig {
@@ -52,15 +52,7 @@ async fn consumer(queue: &Queue, url: &str) -> Consumer {
 
 /// Deletes every key of a test queue.
 async fn purge(queue: &Queue) {
-    let pattern = format!("{}:*", queue.keys().prefix());
-    let keys: Vec<String> = queue
-        .redis()
-        .query(redis::cmd("KEYS").arg(pattern))
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<i64, _> = queue.redis().query(redis::cmd("DEL").arg(keys)).await;
-    }
+    let _ = queue.purge().await;
 }
 
 fn new_job(priority: Priority, owner: Option<&str>) -> NewJob {
@@ -171,11 +163,7 @@ async fn a_job_goes_queued_running_succeeded_with_ttl_and_events() {
     assert_eq!(queued.owner.as_deref(), Some("k1"));
     assert_eq!(queued.request_id.as_deref(), Some("req-1"));
     assert!(queued.created_at > 0 && queued.started_at.is_none());
-    let ttl: i64 = queue
-        .redis()
-        .query(redis::cmd("PTTL").arg(queue.keys().job(&job.id)))
-        .await
-        .unwrap();
+    let ttl: i64 = redis_query(redis::cmd("PTTL").arg(queue.keys().job(&job.id))).await;
     let week = 7 * 24 * 3600 * 1000;
     assert!(ttl > week - 60_000 && ttl <= week, "ttl {ttl}");
     assert_eq!(queue.depth().await.unwrap().waiting, [0, 1, 0]);
@@ -215,11 +203,8 @@ async fn a_job_goes_queued_running_succeeded_with_ttl_and_events() {
         "acknowledged"
     );
     assert_eq!(queue.trim_acknowledged().await.unwrap(), 1);
-    let stream_len: u64 = queue
-        .redis()
-        .query(redis::cmd("XLEN").arg(queue.keys().stream(Priority::Normal)))
-        .await
-        .unwrap();
+    let stream_len: u64 =
+        redis_query(redis::cmd("XLEN").arg(queue.keys().stream(Priority::Normal))).await;
     assert_eq!(
         stream_len, 0,
         "acknowledged entries are trimmed, so the stream never grows"
@@ -238,11 +223,7 @@ async fn a_job_goes_queued_running_succeeded_with_ttl_and_events() {
         statuses.push(event["status"].as_str().unwrap().to_owned());
     }
     assert_eq!(statuses, ["queued", "running", "running", "succeeded"]);
-    let logged: u64 = queue
-        .redis()
-        .query(redis::cmd("XLEN").arg(queue.keys().events()))
-        .await
-        .unwrap();
+    let logged: u64 = redis_query(redis::cmd("XLEN").arg(queue.keys().events())).await;
     assert_eq!(
         logged, 2,
         "queued and succeeded in the global events stream"
@@ -259,17 +240,14 @@ async fn a_late_duplicate_delivery_is_acknowledged_and_dropped() {
     queue.enqueue(&job).await.unwrap();
     assert_eq!(work_once(&consumer, &succeed).await, vec![job.id.clone()]);
     // The same job delivered again (as after a redelivery race).
-    let _: String = queue
-        .redis()
-        .query(
-            redis::cmd("XADD")
-                .arg(queue.keys().stream(Priority::Normal))
-                .arg("*")
-                .arg("id")
-                .arg(&job.id),
-        )
-        .await
-        .unwrap();
+    let _: String = redis_query(
+        redis::cmd("XADD")
+            .arg(queue.keys().stream(Priority::Normal))
+            .arg("*")
+            .arg("id")
+            .arg(&job.id),
+    )
+    .await;
     let deliveries = consumer.fetch(10, Duration::ZERO).await.unwrap();
     let started = consumer.start(&deliveries).await.unwrap();
     assert!(

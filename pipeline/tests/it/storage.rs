@@ -10,7 +10,7 @@ use pipeline::storage::{
     BodyError, BodyStream, ObjectKey, S3Store, Storage, StorageError, PART_SIZE,
 };
 
-use crate::common::{s3_settings, S3Server};
+use crate::common::{redis_query, s3_settings, S3Server};
 
 /// A backend under test, with whatever keeps it alive.
 struct Backend {
@@ -506,9 +506,5 @@ async fn the_orphan_sweep_deletes_only_objects_whose_job_expired() {
             format!("outputs/{alive}/t.jpg")
         ]
     );
-    let _: i64 = queue
-        .redis()
-        .query(redis::cmd("DEL").arg(queue.keys().job(&alive)))
-        .await
-        .unwrap();
+    let _: i64 = redis_query(redis::cmd("DEL").arg(queue.keys().job(&alive))).await;
 }

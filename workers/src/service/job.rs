@@ -110,15 +110,15 @@ pub(super) async fn execute(
     }
 }
 
-/// The job timeout is a budget the attempt's stages spend: downloading, engine work, uploading.
-/// Time spent waiting for a free engine thread does not count — a job queued behind another
-/// is not running yet.
-struct Budget {
+/// The job timeout is a budget of time the attempt's stages spend: downloading, engine work,
+/// uploading. Time spent waiting for a free engine thread does not count — a job queued behind
+/// another is not running yet.
+struct TimeBudget {
     total: Duration,
     spent: Duration,
 }
 
-impl Budget {
+impl TimeBudget {
     fn remaining(&self) -> Duration {
         self.total.saturating_sub(self.spent)
     }
@@ -144,7 +144,7 @@ async fn attempt(
     cancel: Arc<AtomicBool>,
     progress: watch::Sender<u8>,
 ) -> Result<(Vec<OutputRecord>, Option<String>), AttemptError> {
-    let mut budget = Budget {
+    let mut budget = TimeBudget {
         total: shared.settings.job_timeout,
         spent: Duration::ZERO,
     };
@@ -169,35 +169,25 @@ async fn attempt(
             progress,
             metrics,
         };
-        match input {
-            Input::Image(bytes) => engine::process(&bytes, &spec, &limits, &observer)
-                .map(|p| (p.outputs, p.placeholder)),
-            Input::Frames(frames) => {
-                let sources: Vec<FrameSource<'_>> =
-                    frames.iter().map(|f| FrameSource::Encoded(f)).collect();
-                frames_result(engine::process_frames(
-                    &sources,
-                    &spec,
-                    &limits,
-                    &observer,
-                    &sprite_url,
-                ))
+        let sources: Vec<FrameSource<'_>> = match &input {
+            Input::Image(bytes) => {
+                return engine::process(bytes, &spec, &limits, &observer)
+                    .map(|p| (p.outputs, p.placeholder));
             }
-            Input::Raw(buffer, layout) => {
-                let frames = layout.split(&buffer, limits.max_pixels)?;
-                let sources: Vec<FrameSource<'_>> = frames
-                    .into_iter()
-                    .map(|f| FrameSource::Raw(f, layout))
-                    .collect();
-                frames_result(engine::process_frames(
-                    &sources,
-                    &spec,
-                    &limits,
-                    &observer,
-                    &sprite_url,
-                ))
-            }
-        }
+            Input::Frames(frames) => frames.iter().map(|f| FrameSource::Encoded(f)).collect(),
+            Input::Raw(buffer, layout) => layout
+                .split(buffer, limits.max_pixels)?
+                .into_iter()
+                .map(|f| FrameSource::Raw(f, *layout))
+                .collect(),
+        };
+        frames_result(engine::process_frames(
+            &sources,
+            &spec,
+            &limits,
+            &observer,
+            &sprite_url,
+        ))
     })
     .await
     .map_err(|e| match e {
@@ -294,7 +284,7 @@ async fn upload(
             rendition.media.extension(),
         )?;
         let digest = Sha256::digest(&rendition.data);
-        let etag = format!("\"{}\"", hex(&digest[..16]));
+        let etag = format!("\"{}\"", pipeline::text::hex(&digest[..16]));
         let bytes = rendition.data.len() as u64;
         let content_type = rendition.media.content_type();
         shared
@@ -331,8 +321,4 @@ async fn report_progress(shared: Arc<Shared>, lease: Lease, mut progress: watch:
             return;
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -5,14 +5,13 @@
 //! ```no_run
 //! # async fn demo(settings: workers::settings::WorkerSettings) -> anyhow::Result<()> {
 //! let worker = workers::service::Worker::build(settings).await?;
-//! worker.run_until_stopped(workers::service::shutdown_signal()).await?;
+//! worker.run_until_stopped(pipeline::shutdown::Shutdown::on_signals()).await?;
 //! # Ok(()) }
 //! ```
 
 mod job;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,8 +20,9 @@ use pipeline::job::JobRecord;
 use pipeline::queue::{
     Consumer, Lease, LeaseState, Outcome, Queue, QueueError, Started, WorkerInfo,
 };
+use pipeline::shutdown::Shutdown;
 use pipeline::storage::{Storage, StorageError};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
@@ -31,15 +31,24 @@ use crate::settings::WorkerSettings;
 /// Why a worker cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot use Redis at {url}: {source}")]
-    Redis { url: String, source: QueueError },
-    #[error("cannot use storage {url}: {source}")]
-    Storage { url: String, source: StorageError },
-    #[error("cannot start the engine pool: {0}")]
-    Pool(String),
-    #[error("cannot serve metrics on {addr}: {source}")]
+    #[error("cannot use Redis at {url}")]
+    Redis {
+        url: String,
+        #[source]
+        source: QueueError,
+    },
+    #[error("cannot use storage {url}")]
+    Storage {
+        url: String,
+        #[source]
+        source: StorageError,
+    },
+    #[error("cannot start the engine pool")]
+    Pool(#[source] rayon::ThreadPoolBuildError),
+    #[error("cannot serve metrics on {addr}")]
     Metrics {
         addr: String,
+        #[source]
         source: std::io::Error,
     },
 }
@@ -49,7 +58,10 @@ const FETCH_BLOCK: Duration = Duration::from_secs(1);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// A finished attempt waiting to be recorded, and who to tell once it is.
-type Completion = (Lease, Outcome, tokio::sync::oneshot::Sender<()>);
+type Completion = (Lease, Outcome, oneshot::Sender<()>);
+
+/// After the shutdown deadline, how long jobs told to stop get to reach their next checkpoint.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// What every task of the worker shares.
 pub(crate) struct Shared {
@@ -61,22 +73,20 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     in_hand: Mutex<HashMap<String, InHand>>,
     info: WorkerInfo,
-    /// Results go through one task that records them in batches: one Redis round trip for
-    /// every attempt that ended meanwhile.
-    completions: tokio::sync::mpsc::UnboundedSender<Completion>,
 }
 
 /// A job this worker holds.
 struct InHand {
     lease: Lease,
     cancel: Arc<AtomicBool>,
+    /// Given back at shutdown: whatever the attempt ends with is not recorded.
+    handed_back: Arc<AtomicBool>,
 }
 
 /// A running worker, ready to [`Worker::run_until_stopped`].
 pub struct Worker {
     shared: Arc<Shared>,
     metrics_listener: Option<tokio::net::TcpListener>,
-    completions: Option<tokio::sync::mpsc::UnboundedReceiver<Completion>>,
 }
 
 impl Worker {
@@ -112,7 +122,7 @@ impl Worker {
                 tracing::error!("an engine task panicked outside the engine's guard")
             })
             .build()
-            .map_err(|e| StartError::Pool(e.to_string()))?;
+            .map_err(StartError::Pool)?;
         let metrics_listener =
             match &settings.metrics_listen {
                 Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(
@@ -141,7 +151,6 @@ impl Worker {
             capacity = settings.capacity,
             "worker ready"
         );
-        let (completions, completions_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Worker {
             shared: Arc::new(Shared {
                 queue,
@@ -152,10 +161,8 @@ impl Worker {
                 metrics: Metrics::new(),
                 in_hand: Mutex::new(HashMap::new()),
                 info,
-                completions,
             }),
             metrics_listener,
-            completions: Some(completions_rx),
         })
     }
 
@@ -171,55 +178,42 @@ impl Worker {
         &self.shared.info.id
     }
 
-    /// Runs until `stop` resolves, then stops taking jobs, finishes the ones in hand within the
-    /// shutdown timeout, hands back the rest, and returns.
-    pub async fn run_until_stopped(mut self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let completions = self.completions.take().expect("a worker runs once");
+    /// Runs until `shutdown` starts, then stops taking jobs, finishes the ones in hand within
+    /// the shutdown timeout, hands back the rest, and returns once every task has ended.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let shared = self.shared;
-        let recorder = tokio::spawn(record_results(shared.clone(), completions));
-        let (stop_tx, stop_rx) = watch::channel(false);
+        // Background tasks outlive the jobs: they stop once the last job is recorded.
+        let (drained_trigger, drained) = Shutdown::new();
+        let (completions, completions_rx) = mpsc::unbounded_channel();
         let mut background = JoinSet::new();
-        background.spawn(renew_leases(shared.clone(), stop_rx.clone()));
-        background.spawn(heartbeat(shared.clone(), stop_rx.clone()));
-        background.spawn(maintenance(shared.clone()));
-        background.spawn(pipeline::webhooks::run_dispatcher(
+        background.spawn(record_results(
+            shared.clone(),
+            completions_rx,
+            drained.clone(),
+        ));
+        background.spawn(renew_leases(shared.clone(), drained.clone()));
+        background.spawn(heartbeat(shared.clone(), drained.clone()));
+        background.spawn(maintenance(shared.clone(), drained.clone()));
+        background.spawn(crate::webhooks::run_dispatcher(
             shared.queue.clone(),
             shared.settings.redis_url.clone(),
             shared.info.id.clone(),
             shared.settings.webhooks.clone(),
-            stop_rx.clone(),
+            drained.clone(),
         ));
         if let Some(listener) = self.metrics_listener {
-            background.spawn(crate::metrics::serve(listener, shared.metrics.clone()));
+            background.spawn(crate::metrics::serve(
+                listener,
+                shared.metrics.clone(),
+                drained.clone(),
+            ));
         }
 
-        let fetcher = fetch_loop(shared.clone(), stop_rx.clone());
-        tokio::pin!(fetcher);
-        let mut jobs = tokio::select! {
-            jobs = &mut fetcher => jobs,
-            () = stop => {
-                tracing::info!("stopping: no new jobs; finishing the ones in hand");
-                let _ = stop_tx.send(true);
-                fetcher.await
-            }
-        };
-        let _ = stop_tx.send(true);
-
-        // Finish what is in hand, within the deadline; hand the rest back.
-        let deadline = tokio::time::sleep(shared.settings.shutdown_timeout);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                next = jobs.join_next() => if next.is_none() { break },
-                () = &mut deadline => {
-                    hand_back(&shared).await;
-                    jobs.abort_all();
-                    break;
-                }
-            }
-        }
-        background.abort_all();
-        recorder.abort();
+        let jobs = fetch_loop(shared.clone(), shutdown, completions).await;
+        tracing::info!("stopping: no new jobs; finishing the ones in hand");
+        finish_jobs(&shared, jobs).await;
+        drained_trigger.trigger();
+        while background.join_next().await.is_some() {}
         if let Err(e) = shared.queue.deregister(&shared.info.id).await {
             tracing::warn!(error = %e, "could not deregister");
         }
@@ -228,77 +222,65 @@ impl Worker {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Waits for the jobs in hand within the shutdown timeout; past it, hands the rest back (they
+/// stop at their next checkpoint, their results unrecorded) and waits a little more for them.
+async fn finish_jobs(shared: &Shared, mut jobs: JoinSet<()>) {
+    let deadline = tokio::time::sleep(shared.settings.shutdown_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = jobs.join_next() => if next.is_none() { return },
+            () = &mut deadline => break,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    }
+    hand_back(shared).await;
+    let stopped = tokio::time::timeout(STOP_GRACE, async {
+        while jobs.join_next().await.is_some() {}
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!(
+            jobs = jobs.len(),
+            "jobs still busy after being handed back; leaving them"
+        );
     }
 }
 
 /// Takes jobs while there is room: at most `capacity` in hand (running plus prefetched), so a
-/// worker never holds work it cannot start soon. Returns the jobs still running when told to
-/// stop.
-async fn fetch_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> JoinSet<()> {
+/// worker never holds work it cannot start soon. Returns the jobs still running when the
+/// shutdown starts; each job task holds a sender of `completions` until its result is recorded.
+async fn fetch_loop(
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    completions: mpsc::UnboundedSender<Completion>,
+) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     let permits = Arc::new(Semaphore::new(shared.settings.capacity));
-    let reclaim_every = (shared.settings.queue.visibility_timeout / 2).max(Duration::from_secs(1));
-    let mut last_reclaim = Instant::now() - reclaim_every;
+    let mut reclaim = ReclaimClock::new(shared.settings.queue.visibility_timeout);
     let mut backoff = Duration::from_millis(100);
-    while !*stop.borrow() {
+    while !shutdown.is_triggered() {
         while jobs.try_join_next().is_some() {}
         let first = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("never closed"),
             Some(_) = jobs.join_next(), if !jobs.is_empty() => continue,
+            () = shutdown.triggered() => break,
         };
         let mut held = vec![first];
         while let Ok(permit) = permits.clone().try_acquire_owned() {
             held.push(permit);
         }
-        let result = async {
-            let mut deliveries = Vec::new();
-            if last_reclaim.elapsed() >= reclaim_every {
-                last_reclaim = Instant::now();
-                deliveries = shared.consumer.reclaim(held.len()).await?;
-                if !deliveries.is_empty() {
-                    tracing::info!(
-                        count = deliveries.len(),
-                        "took over jobs abandoned by another worker"
-                    );
-                }
-            }
-            if deliveries.len() < held.len() {
-                let more = shared
-                    .consumer
-                    .fetch(held.len() - deliveries.len(), FETCH_BLOCK)
-                    .await?;
-                deliveries.extend(more);
-            }
-            shared.consumer.start(&deliveries).await
-        }
-        .await;
-        match result {
+        match take_jobs(&shared, held.len(), reclaim.due()).await {
             Ok(started) => {
                 backoff = Duration::from_millis(100);
                 for started in started {
                     match started {
                         Started::Run(lease, record) => {
                             let permit = held.pop().expect("one permit per delivery");
-                            jobs.spawn(run_job(shared.clone(), lease, *record, permit));
+                            let job = run_job(shared.clone(), lease, *record, completions.clone());
+                            jobs.spawn(async move {
+                                job.await;
+                                drop(permit);
+                            });
                         }
                         Started::Dropped { job_id, reason } => {
                             tracing::info!(job_id, reason, "dropped a delivery without running it");
@@ -309,12 +291,65 @@ async fn fetch_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> JoinSet
             Err(e) => {
                 // Redis is down or restarting: the connection reconnects by itself.
                 tracing::warn!(error = %e, "cannot fetch jobs; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.triggered() => break,
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
     jobs
+}
+
+/// When to look for jobs abandoned by dead workers: twice per visibility timeout.
+struct ReclaimClock {
+    every: Duration,
+    last: Instant,
+}
+
+impl ReclaimClock {
+    fn new(visibility_timeout: Duration) -> ReclaimClock {
+        let every = (visibility_timeout / 2).max(Duration::from_secs(1));
+        ReclaimClock {
+            every,
+            last: Instant::now() - every,
+        }
+    }
+
+    fn due(&mut self) -> bool {
+        let due = self.last.elapsed() >= self.every;
+        if due {
+            self.last = Instant::now();
+        }
+        due
+    }
+}
+
+/// Up to `room` jobs started: abandoned ones first when `reclaim`, then new ones.
+async fn take_jobs(
+    shared: &Shared,
+    room: usize,
+    reclaim: bool,
+) -> Result<Vec<Started>, QueueError> {
+    let mut deliveries = Vec::new();
+    if reclaim {
+        deliveries = shared.consumer.reclaim(room).await?;
+        if !deliveries.is_empty() {
+            tracing::info!(
+                count = deliveries.len(),
+                "took over jobs abandoned by another worker"
+            );
+        }
+    }
+    if deliveries.len() < room {
+        let more = shared
+            .consumer
+            .fetch(room - deliveries.len(), FETCH_BLOCK)
+            .await?;
+        deliveries.extend(more);
+    }
+    shared.consumer.start(&deliveries).await
 }
 
 /// One job, from start to its recorded result.
@@ -323,28 +358,22 @@ async fn run_job(
     shared: Arc<Shared>,
     lease: Lease,
     record: JobRecord,
-    permit: OwnedSemaphorePermit,
+    completions: mpsc::UnboundedSender<Completion>,
 ) {
     let cancel = Arc::new(AtomicBool::new(record.cancel_requested));
-    let in_hand = {
-        let mut in_hand = shared.in_hand.lock().expect("in-hand lock");
-        in_hand.insert(
-            lease.job_id.clone(),
-            InHand {
-                lease: lease.clone(),
-                cancel: cancel.clone(),
-            },
-        );
-        in_hand.len()
-    };
-    shared.metrics.set_in_hand(in_hand);
+    let handed_back = Arc::new(AtomicBool::new(false));
+    shared.hold(InHand {
+        lease: lease.clone(),
+        cancel: cancel.clone(),
+        handed_back: handed_back.clone(),
+    });
     let started = Instant::now();
     let outcome = job::execute(&shared, &lease, &record, cancel).await;
     shared.metrics.stage("total", started.elapsed());
     let (label, code) = match &outcome {
         Outcome::Succeeded { outputs, .. } => {
             let out: u64 = outputs.iter().map(|o| o.bytes).sum();
-            shared.metrics.bytes(input_bytes(&record), out);
+            shared.metrics.bytes(record.input.bytes(), out);
             ("succeeded", "")
         }
         Outcome::Failed { error, .. } => ("failed", error.code.as_str()),
@@ -358,30 +387,39 @@ async fn run_job(
         "attempt done"
     );
 
-    // The result must reach Redis before the job leaves our hands.
-    let (recorded, wait) = tokio::sync::oneshot::channel();
-    if shared
-        .completions
-        .send((lease.clone(), outcome, recorded))
-        .is_ok()
-    {
-        let _ = wait.await;
+    // The result must reach Redis before the job leaves our hands (unless it was handed back:
+    // then another worker runs it, and this attempt's end means nothing).
+    if !handed_back.load(Ordering::Relaxed) {
+        let (recorded, wait) = oneshot::channel();
+        if completions.send((lease.clone(), outcome, recorded)).is_ok() {
+            let _ = wait.await;
+        }
     }
-    let in_hand = {
-        let mut in_hand = shared.in_hand.lock().expect("in-hand lock");
-        in_hand.remove(&lease.job_id);
-        in_hand.len()
-    };
-    shared.metrics.set_in_hand(in_hand);
-    drop(permit);
+    shared.release(&lease.job_id);
+}
+
+impl Shared {
+    fn hold(&self, job: InHand) {
+        let mut in_hand = self.in_hand.lock().expect("in-hand lock");
+        in_hand.insert(job.lease.job_id.clone(), job);
+        self.metrics.set_in_hand(in_hand.len());
+    }
+
+    fn release(&self, job_id: &str) {
+        let mut in_hand = self.in_hand.lock().expect("in-hand lock");
+        in_hand.remove(job_id);
+        self.metrics.set_in_hand(in_hand.len());
+    }
 }
 
 /// Records finished attempts, as many at a time as have ended. An outage delays results, it
-/// does not drop them: the batch is retried until Redis takes it. (If this worker dies
-/// meanwhile, another one redoes the jobs after the visibility timeout.)
+/// does not drop them: the batch is retried until Redis takes it, or until the worker has
+/// stopped (then another worker redoes the jobs after the visibility timeout). Ends when every
+/// sender is gone.
 async fn record_results(
     shared: Arc<Shared>,
-    mut completions: tokio::sync::mpsc::UnboundedReceiver<Completion>,
+    mut completions: mpsc::UnboundedReceiver<Completion>,
+    drained: Shutdown,
 ) {
     while let Some(first) = completions.recv().await {
         let mut batch = vec![first];
@@ -396,15 +434,13 @@ async fn record_results(
             .map(|(l, o, _)| (l.clone(), o.clone()))
             .collect();
         let mut backoff = Duration::from_millis(100);
-        loop {
-            match shared.consumer.complete(&done).await {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, jobs = done.len(), "cannot record results yet; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+        while let Err(e) = shared.consumer.complete(&done).await {
+            tracing::warn!(error = %e, jobs = done.len(), "cannot record results yet; retrying in {backoff:?}");
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = drained.triggered() => return,
             }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         for (_, _, recorded) in batch {
             let _ = recorded.send(());
@@ -412,23 +448,15 @@ async fn record_results(
     }
 }
 
-fn input_bytes(record: &JobRecord) -> u64 {
-    match &record.input {
-        pipeline::job::JobInput::Image { bytes, .. }
-        | pipeline::job::JobInput::Frames { bytes, .. }
-        | pipeline::job::JobInput::RawFrames { bytes, .. } => *bytes,
-    }
-}
-
 /// Renews every lease in hand a few times per visibility timeout, and passes cancel requests
-/// to the jobs they concern.
-async fn renew_leases(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// to the jobs they concern. Ends once the worker has drained.
+async fn renew_leases(shared: Arc<Shared>, drained: Shutdown) {
     let every = (shared.settings.queue.visibility_timeout / 3)
         .clamp(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
+    while !drained.is_triggered() {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            _ = stop.changed() => {}
+            () = drained.triggered() => return,
         }
         let held: Vec<(Lease, Arc<AtomicBool>)> = {
             let in_hand = shared.in_hand.lock().expect("in-hand lock");
@@ -438,10 +466,6 @@ async fn renew_leases(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 .collect()
         };
         if held.is_empty() {
-            if *stop.borrow() {
-                // Nothing left to renew and no more jobs coming.
-                return;
-            }
             continue;
         }
         let leases: Vec<Lease> = held.iter().map(|(l, _)| l.clone()).collect();
@@ -462,8 +486,8 @@ async fn renew_leases(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    loop {
+async fn heartbeat(shared: Arc<Shared>, drained: Shutdown) {
+    while !drained.is_triggered() {
         let mut info = shared.info.clone();
         info.jobs_in_hand = shared.in_hand.lock().expect("in-hand lock").len() as u32;
         if let Err(e) = shared.queue.heartbeat(&info, HEARTBEAT_EVERY * 5).await {
@@ -471,16 +495,19 @@ async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-            _ = stop.changed() => {}
+            () = drained.triggered() => {}
         }
     }
 }
 
 /// Promotes due retries, trims acknowledged stream entries, prunes dead consumers.
-async fn maintenance(shared: Arc<Shared>) {
+async fn maintenance(shared: Arc<Shared>, drained: Shutdown) {
     let mut tick = 0u64;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = drained.triggered() => return,
+        }
         tick += 1;
         if let Err(e) = shared.queue.promote_due().await {
             tracing::debug!(error = %e, "cannot promote retries");
@@ -497,12 +524,13 @@ async fn maintenance(shared: Arc<Shared>) {
     }
 }
 
-/// Past the shutdown deadline: stop the jobs still running at their next checkpoint and give
-/// them back so another worker starts them at once.
+/// Past the shutdown deadline: stop the jobs still running at their next checkpoint, leave
+/// their results unrecorded, and give them back so another worker starts them at once.
 async fn hand_back(shared: &Shared) {
     let leases: Vec<Lease> = {
         let in_hand = shared.in_hand.lock().expect("in-hand lock");
         for held in in_hand.values() {
+            held.handed_back.store(true, Ordering::Relaxed);
             held.cancel.store(true, Ordering::Relaxed);
         }
         in_hand.values().map(|h| h.lease.clone()).collect()

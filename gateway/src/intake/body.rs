@@ -1,6 +1,7 @@
 //! Streaming request bodies into storage: bytes are counted (413 as soon as the limit is
 //! passed), the format is sniffed from the first bytes (415 before anything is stored), the
 //! header is read for the pixel limit (422), and the body goes to storage as it arrives.
+//! (Body streaming only: what an upload becomes is the rest of `intake`.)
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -57,17 +58,18 @@ where
     )
 }
 
-/// Counts bytes against the request's budget, and hashes them when asked (for idempotency).
+/// Counts a request's bytes against its limit, and hashes them when asked (the fingerprint an
+/// idempotency key is checked against).
 #[derive(Default)]
-pub struct Budget {
+pub struct RequestBytes {
     pub used: u64,
     pub limit: u64,
     hasher: Option<Sha256>,
 }
 
-impl Budget {
-    pub fn new(limit: u64, hash: bool) -> Budget {
-        Budget {
+impl RequestBytes {
+    pub fn new(limit: u64, hash: bool) -> RequestBytes {
+        RequestBytes {
             used: 0,
             limit,
             hasher: hash.then(Sha256::new),
@@ -94,7 +96,7 @@ impl Budget {
 
     pub fn fingerprint(self) -> String {
         self.hasher
-            .map(|h| h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+            .map(|h| pipeline::text::hex(&h.finalize()))
             .unwrap_or_default()
     }
 }
@@ -102,7 +104,7 @@ impl Budget {
 /// Reads the body up to [`HEAD_LEN`] bytes. Returns the head and whether the body ended in it.
 async fn read_head(
     body: &mut Chunks<'_>,
-    budget: &mut Budget,
+    budget: &mut RequestBytes,
 ) -> Result<(BytesMut, bool), ApiError> {
     let mut head = BytesMut::new();
     while head.len() < HEAD_LEN {
@@ -125,7 +127,7 @@ async fn store_rest(
     key: &ObjectKey,
     head: Bytes,
     body: Chunks<'_>,
-    budget: &mut Budget,
+    budget: &mut RequestBytes,
 ) -> Result<u64, ApiError> {
     let shared = Rc::new(RefCell::new(std::mem::take(budget)));
     let counter = shared.clone();
@@ -152,7 +154,7 @@ pub async fn store_image(
     storage: &Storage,
     key: &ObjectKey,
     mut body: Chunks<'_>,
-    budget: &mut Budget,
+    budget: &mut RequestBytes,
     limits: &Limits,
 ) -> Result<(SourceInfo, u64), ApiError> {
     let (head, ended) = read_head(&mut body, budget).await?;
@@ -208,7 +210,7 @@ pub async fn store_raw(
     storage: &Storage,
     key: &ObjectKey,
     mut body: Chunks<'_>,
-    budget: &mut Budget,
+    budget: &mut RequestBytes,
 ) -> Result<u64, ApiError> {
     let (head, ended) = read_head(&mut body, budget).await?;
     if head.is_empty() && ended {

@@ -1,0 +1,118 @@
+//! A presigned upload made into a job: `POST /v1/jobs` with `{"upload_id", "spec"}` after the
+//! client PUT its file to the ticket's URL. The stored bytes get the same checks as an upload
+//! through the gateway.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt;
+use pipeline::engine;
+use pipeline::queue::UploadTicket;
+use pipeline::spec::Spec;
+use pipeline::storage::{ObjectKey, ObjectMeta};
+use serde::Deserialize;
+
+use super::image::{image_input, original_key};
+use super::spec::{check, MAX_SPEC_LEN};
+use super::{Intake, RequestBytes, StoredInputs};
+use crate::auth::Caller;
+use crate::error::{from_probe, ApiError};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromUpload {
+    upload_id: String,
+    spec: serde_json::Value,
+}
+
+/// `POST /v1/jobs` with a JSON body.
+pub async fn image_from_upload(
+    mut intake: Intake,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    caller: &Caller,
+) -> Result<HttpResponse, ApiError> {
+    let request = read_request(payload).await?;
+    let spec = match &request.spec {
+        serde_json::Value::String(text) => Spec::from_json(text)?,
+        value => Spec::from_json_value(value)?,
+    };
+    check(state, &spec, false)?;
+    let ticket = upload_ticket(state, &request.upload_id).await?;
+    if ticket.is_none_or(|t| t.owner != caller.owner) {
+        return Err(ApiError::NotFound("no such upload (or it expired)".into()));
+    }
+    let upload =
+        ObjectKey::upload(&request.upload_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (meta, info) = check_upload(state, &upload).await?;
+    let original = original_key(&intake.job_id)?;
+    let mut stored = StoredInputs::new(&state.storage);
+    stored.add(original.clone());
+    state.storage.copy(&upload, &original).await?;
+    let _ = state.storage.delete(&upload).await;
+    let _ = state.queue.spend_upload_ticket(&request.upload_id).await;
+    // The fingerprint of a presigned upload is its id and spec: the bytes went elsewhere.
+    intake.bytes = RequestBytes::new(u64::MAX, true);
+    intake
+        .bytes
+        .add_to_fingerprint(request.upload_id.as_bytes());
+    intake.bytes.add_to_fingerprint(spec.to_json().as_bytes());
+    state.metrics.uploaded(meta.size);
+    let input = image_input(original, (info, meta.size));
+    intake
+        .submit(state, &req, caller, (spec, input), stored)
+        .await
+}
+
+/// The live ticket of `upload_id` (`None` for anything that is not one).
+pub async fn upload_ticket(
+    state: &AppState,
+    upload_id: &str,
+) -> Result<Option<UploadTicket>, ApiError> {
+    if uuid::Uuid::try_parse(upload_id).is_err() {
+        return Ok(None);
+    }
+    Ok(state.queue.upload_ticket(upload_id).await?)
+}
+
+async fn read_request(mut payload: web::Payload) -> Result<FromUpload, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("reading the request body failed: {e}")))?;
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_SPEC_LEN {
+            return Err(ApiError::BadRequest(format!(
+                "a JSON body is at most {MAX_SPEC_LEN} bytes"
+            )));
+        }
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"upload_id\", \"spec\"}}: {e}")))
+}
+
+/// The uploaded object's size and header, checked like an upload's; a refused upload is
+/// deleted (the client uploads again).
+async fn check_upload(
+    state: &AppState,
+    upload: &ObjectKey,
+) -> Result<(ObjectMeta, engine::SourceInfo), ApiError> {
+    let meta = state.storage.head(upload).await?.ok_or_else(|| {
+        ApiError::BadRequest(
+            "nothing was uploaded for this upload_id yet: PUT the file first".into(),
+        )
+    })?;
+    let refused = if meta.size > state.settings.max_upload {
+        ApiError::TooLarge {
+            limit: state.settings.max_upload,
+        }
+    } else {
+        let head = state.storage.get_prefix(upload, 8 << 20).await?;
+        match engine::probe(&head, &state.limits) {
+            Ok(info) => return Ok((meta, info)),
+            Err(e) => from_probe(e),
+        }
+    };
+    let _ = state.storage.delete(upload).await;
+    Err(refused)
+}

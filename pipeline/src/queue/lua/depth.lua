@@ -1,0 +1,28 @@
+-- Depth of the queue: per stream, entries not yet delivered (the group's lag, -1 when Redis
+-- cannot tell) and entries delivered but not acknowledged; then the delayed and dead counts.
+--
+-- KEYS: high, normal, low, delayed, dead. ARGV: group.
+local out = {}
+for i = 1, 3 do
+  local lag, pending = 0, 0
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[i])
+  if ok then
+    for _, g in ipairs(groups) do
+      local info = {}
+      for k = 1, #g, 2 do info[g[k]] = g[k + 1] end
+      if info['name'] == ARGV[1] then
+        pending = info['pending']
+        lag = info['lag']
+        if type(lag) ~= 'number' then
+          -- Unknown lag: count the entries after the last delivered one.
+          lag = #redis.call('XRANGE', KEYS[i], '(' .. info['last-delivered-id'], '+', 'COUNT', 100000)
+        end
+      end
+    end
+  end
+  table.insert(out, lag)
+  table.insert(out, pending)
+end
+table.insert(out, redis.call('ZCARD', KEYS[4]))
+table.insert(out, redis.call('XLEN', KEYS[5]))
+return out

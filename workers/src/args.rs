@@ -1,0 +1,114 @@
+//! The flags both binaries take, declared once (API.md § Processes): `worker` flattens them
+//! into its command line and `gateway` into its own, so embedded workers read exactly the same
+//! settings and environment as a separate `worker`.
+
+use std::time::Duration;
+
+use pipeline::config::parse_duration;
+use pipeline::queue::QueueConfig;
+use pipeline::webhooks::TargetPolicy;
+
+/// Where the queue and the objects live.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// Redis (standalone, Sentinel- or Cluster-managed) holding the queue and the results.
+    #[arg(
+        long,
+        env = "IMAGEPIPE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub redis_url: String,
+    /// Object storage: file://DIR for a local directory, s3://BUCKET[/PREFIX] for S3.
+    #[arg(
+        long,
+        env = "IMAGEPIPE_STORAGE",
+        default_value = "file://./data/objects"
+    )]
+    pub storage: String,
+    /// Endpoint of an S3-compatible server (MinIO, Garage...); path-style addressing is used.
+    #[arg(long, env = "IMAGEPIPE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Names the Redis keys, so several deployments can share one Redis.
+    #[arg(long, env = "IMAGEPIPE_QUEUE", default_value = "imagepipe")]
+    pub queue: String,
+    /// Refuse images (and frames) with more pixels than this, judged from the header.
+    #[arg(long, env = "IMAGEPIPE_MAX_PIXELS", default_value_t = 100_000_000)]
+    pub max_pixels: u64,
+}
+
+/// How jobs are held, retried, kept and stopped.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueArgs {
+    /// A job held this long by a worker that stopped renewing it is taken over by another
+    /// (1 s at least).
+    #[arg(long, env = "IMAGEPIPE_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub visibility_timeout: Duration,
+    /// A job running longer than this fails with `timeout` (and is retried).
+    #[arg(long, env = "IMAGEPIPE_JOB_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub job_timeout: Duration,
+    /// Attempts before a job that keeps failing transiently is dead-lettered.
+    #[arg(long, env = "IMAGEPIPE_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// How long job records are kept after they are created or finish.
+    #[arg(long, env = "IMAGEPIPE_RESULT_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub result_ttl: Duration,
+    /// On SIGTERM/SIGINT: how long requests in flight and jobs in hand may take to finish
+    /// (then unfinished jobs are handed back).
+    #[arg(long, env = "IMAGEPIPE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl QueueArgs {
+    /// The queue's settings for queue `name`.
+    pub fn queue_config(&self, name: &str) -> QueueConfig {
+        QueueConfig {
+            name: name.to_owned(),
+            result_ttl: self.result_ttl,
+            max_attempts: self.max_attempts.max(1),
+            visibility_timeout: self.visibility_timeout.max(Duration::from_secs(1)),
+            ..QueueConfig::default()
+        }
+    }
+}
+
+/// Webhook signing and SSRF settings, and the public origin URLs start with.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WebhookArgs {
+    /// Signs webhook bodies: `X-Imagepipe-Signature: sha256=HMAC-SHA256(body)`.
+    #[arg(long, env = "IMAGEPIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Allow webhooks to loopback, private, link-local and metadata addresses.
+    #[arg(long, env = "IMAGEPIPE_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub webhook_allow_private: bool,
+    /// Webhook hosts (`host` or `host:port`, comma-separated) called even when they are
+    /// private: a deployment's own receivers.
+    #[arg(long, env = "IMAGEPIPE_WEBHOOK_ALLOW_HOSTS", value_delimiter = ',')]
+    pub webhook_allow_hosts: Vec<String>,
+    /// The public origin of the gateway (`https://img.example.com`): URLs in responses and
+    /// webhook payloads start with it. Unset: taken from each request (relative in webhooks).
+    #[arg(long, env = "IMAGEPIPE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+impl WebhookArgs {
+    pub fn target_policy(&self) -> TargetPolicy {
+        TargetPolicy::new(self.webhook_allow_private, &self.webhook_allow_hosts)
+    }
+
+    /// The signing secret, unless unset or empty.
+    pub fn secret(&self) -> Option<Vec<u8>> {
+        self.webhook_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(String::into_bytes)
+    }
+
+    /// The public origin without a trailing slash, or empty (relative URLs).
+    pub fn public_origin(&self) -> String {
+        self.public_url
+            .as_deref()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
