@@ -416,6 +416,37 @@ async fn a_cancelled_queued_job_never_runs() {
 }
 
 #[tokio::test]
+async fn a_job_whose_input_vanished_fails_at_once_and_is_not_retried() {
+    let app = spawn_app(AppOptions::default()).await;
+    let id = app.submit_ok(corpus("jpeg/kodim08.jpg"), THUMB_SPEC).await;
+    std::fs::remove_file(app.storage_dir.join("originals").join(&id)).unwrap();
+    let mut settings = gateway::Settings::defaults();
+    settings.connection.redis_url = crate::helpers::redis_url();
+    settings.connection.queue = app.queue.config().name.clone();
+    settings.connection.storage = format!("file://{}", app.storage_dir.display());
+    settings.embedded_workers = 1;
+    let worker = workers::service::Worker::build(settings.embedded_workers().unwrap())
+        .await
+        .unwrap();
+    let (stop, shutdown) = pipeline::shutdown::Shutdown::new();
+    let running = tokio::spawn(worker.run_until_stopped(shutdown));
+    let job = app.wait_for(&id, Duration::from_secs(10)).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "storage_error");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gone from storage"),
+        "{job}"
+    );
+    assert_eq!(job["attempts"], 1, "not retried: {job}");
+    stop.trigger();
+    running.await.unwrap().unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn jobs_list_newest_first_with_paging_and_a_status_filter() {
     let app = spawn_app(AppOptions::default()).await;
     let mut ids = Vec::new();

@@ -51,17 +51,17 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Every storage fault is worth a retry except a body that failed (the client's doing) and
-    /// a key that can never be valid. A refused call (credentials, missing bucket) is retried
-    /// too: it is fixed by an operator, not by the job.
+    /// Every storage fault is worth a retry except a body that failed (the client's doing), a
+    /// key that can never be valid, and a missing object (a job whose input vanished would fail
+    /// the same way every time). A refused call (credentials, missing bucket) is retried: it is
+    /// fixed by an operator, not by the job.
     pub fn disposition(&self) -> Disposition {
         match self {
-            StorageError::InvalidKey(_) | StorageError::Body(_) | StorageError::Config(_) => {
-                Disposition::Abort
-            }
-            StorageError::NotFound(_) | StorageError::Unavailable(_) | StorageError::Refused(_) => {
-                Disposition::Retry
-            }
+            StorageError::InvalidKey(_)
+            | StorageError::Body(_)
+            | StorageError::Config(_)
+            | StorageError::NotFound(_) => Disposition::Abort,
+            StorageError::Unavailable(_) | StorageError::Refused(_) => Disposition::Retry,
         }
     }
 

@@ -26,6 +26,9 @@ enum AttemptError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The input is gone (deleted, or expired before the job ran): failing again would not help.
+    #[error("the job's input {0} is gone from storage")]
+    InputGone(String),
     #[error("the job ran past its {0:?} deadline")]
     Deadline(std::time::Duration),
 }
@@ -36,6 +39,7 @@ impl AttemptError {
             AttemptError::Engine(EngineError::Cancelled) => return Outcome::Cancelled,
             AttemptError::Engine(e) => (e.code(), e.disposition()),
             AttemptError::Storage(e) => (e.code(), e.disposition()),
+            AttemptError::InputGone(_) => (FailureCode::StorageError, Disposition::Abort),
             AttemptError::Deadline(_) => (FailureCode::Timeout, Disposition::Retry),
         };
         Outcome::Failed {
@@ -149,7 +153,13 @@ async fn attempt(
         spent: Duration::ZERO,
     };
     let started = Instant::now();
-    let input = budget.io(download(shared, &record.input)).await?;
+    let input = budget
+        .io(download(shared, &record.input))
+        .await
+        .map_err(|e| match e {
+            AttemptError::Storage(StorageError::NotFound(key)) => AttemptError::InputGone(key),
+            other => other,
+        })?;
     shared.metrics.stage("download", started.elapsed());
 
     let spec = record.spec.clone();
