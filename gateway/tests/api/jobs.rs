@@ -6,7 +6,7 @@ use image::GenericImageView;
 use serde_json::Value;
 
 use crate::helpers::JsonBody;
-use crate::helpers::{corpus, problem, spawn_app, AppOptions, THUMB_SPEC};
+use crate::helpers::{corpus, problem, spawn_app, AppOptions, TestApp, THUMB_SPEC};
 
 #[tokio::test]
 async fn an_upload_runs_and_its_outputs_come_back_with_caching_headers() {
@@ -168,8 +168,32 @@ async fn every_client_error_is_a_problem_with_its_status() {
         ..Default::default()
     })
     .await;
-    let jpeg = corpus("jpeg/kodim04.jpg");
+    bad_requests_are_400_and_name_their_field(&app).await;
+    unknown_jobs_and_routes_are_404(&app).await;
+    uploads_over_the_limit_are_413(&app).await;
+    what_is_not_an_image_is_415(&app).await;
+    undecodable_images_are_422(&app).await;
 
+    // Nothing refused was stored.
+    let stored = std::fs::read_dir(app.storage_dir.join("originals"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(stored, 0, "refused uploads left objects behind");
+    app.stop().await;
+}
+
+/// A raw body POSTed to `path`.
+async fn post_raw(app: &TestApp, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    app.http
+        .post(app.url(path))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn bad_requests_are_400_and_name_their_field(app: &TestApp) {
+    let jpeg = corpus("jpeg/kodim04.jpg");
     // 400: the detail names the field.
     let bad = app
         .submit(
@@ -183,29 +207,11 @@ async fn every_client_error_is_a_problem_with_its_status() {
         .as_str()
         .unwrap()
         .starts_with("outputs[0].ops[0].width: "));
-    let bad = app
-        .http
-        .post(app.url("/v1/jobs?w=abc"))
-        .body(jpeg.clone())
-        .send()
-        .await
-        .unwrap();
+    let bad = post_raw(app, "/v1/jobs?w=abc", jpeg.clone()).await;
     assert_eq!(problem(bad, 400, "bad_spec").await["field"], "w");
-    let bad = app
-        .http
-        .post(app.url("/v1/jobs?width=10"))
-        .body(jpeg.clone())
-        .send()
-        .await
-        .unwrap();
+    let bad = post_raw(app, "/v1/jobs?width=10", jpeg.clone()).await;
     problem(bad, 400, "bad_request").await;
-    let bad = app
-        .http
-        .post(app.url("/v1/jobs"))
-        .body(jpeg.clone())
-        .send()
-        .await
-        .unwrap();
+    let bad = post_raw(app, "/v1/jobs", jpeg.clone()).await;
     assert_eq!(problem(bad, 400, "bad_spec").await["field"], "spec");
     let bad = app.submit(jpeg.clone(), Some("{not json")).await;
     problem(bad, 400, "bad_spec").await;
@@ -230,7 +236,9 @@ async fn every_client_error_is_a_problem_with_its_status() {
         .await
         .unwrap();
     assert_eq!(problem(bad, 400, "bad_spec").await["field"], "status");
+}
 
+async fn unknown_jobs_and_routes_are_404(app: &TestApp) {
     // 404: unknown jobs, malformed ids, unknown outputs and routes.
     for path in [
         "/v1/jobs/0192e1c0-3c4d-7a8b-9c0d-0e1f2a3b4c5d",
@@ -241,7 +249,9 @@ async fn every_client_error_is_a_problem_with_its_status() {
         let response = app.http.get(app.url(path)).send().await.unwrap();
         problem(response, 404, "not_found").await;
     }
+}
 
+async fn uploads_over_the_limit_are_413(app: &TestApp) {
     // 413: early from Content-Length, or while streaming.
     let large = corpus("large/canon_eos1300d_canon-dslr.jpg");
     let too_large = app.submit(large.clone(), Some(THUMB_SPEC)).await;
@@ -252,15 +262,11 @@ async fn every_client_error_is_a_problem_with_its_status() {
             .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
             .collect::<Vec<_>>(),
     );
-    let chunked = app
-        .http
-        .post(app.url("/v1/jobs?w=100"))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let chunked = post_raw(app, "/v1/jobs?w=100", reqwest::Body::wrap_stream(stream)).await;
     problem(chunked, 413, "too_large").await;
+}
 
+async fn what_is_not_an_image_is_415(app: &TestApp) {
     // 415: judged by the bytes, whatever the Content-Type says.
     let text = app
         .http
@@ -278,7 +284,9 @@ async fn every_client_error_is_a_problem_with_its_status() {
         )
         .await;
     problem(tiff, 415, "unsupported_media_type").await;
+}
 
+async fn undecodable_images_are_422(app: &TestApp) {
     // 422: over the pixel limit (from the header), or not decodable.
     let bomb = app
         .submit(
@@ -291,13 +299,12 @@ async fn every_client_error_is_a_problem_with_its_status() {
         body["detail"].as_str().unwrap().contains("over the limit"),
         "{body}"
     );
-    let sof = app
-        .http
-        .post(app.url("/v1/jobs?w=10"))
-        .body(fixtures::jpeg_sof_bomb(65_000, 65_000))
-        .send()
-        .await
-        .unwrap();
+    let sof = post_raw(
+        app,
+        "/v1/jobs?w=10",
+        fixtures::jpeg_sof_bomb(65_000, 65_000),
+    )
+    .await;
     problem(sof, 422, "unprocessable_image").await;
     let broken = app
         .submit(
@@ -306,13 +313,6 @@ async fn every_client_error_is_a_problem_with_its_status() {
         )
         .await;
     problem(broken, 422, "unprocessable_image").await;
-
-    // Nothing refused was stored.
-    let stored = std::fs::read_dir(app.storage_dir.join("originals"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(stored, 0, "refused uploads left objects behind");
-    app.stop().await;
 }
 
 #[tokio::test]

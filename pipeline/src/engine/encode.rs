@@ -30,95 +30,42 @@ pub(super) fn encode(
 ) -> Result<Vec<u8>, EngineError> {
     let name = options.format.name();
     let failed = |e: image::ImageError| EngineError::encode(name, e);
-    let quality = options.quality;
     let mut out = Vec::new();
     match options.format {
         Format::Jpeg => {
             let opaque = flatten(image, Color::WHITE);
-            out = jpeg::encode(&opaque, quality)?;
+            out = jpeg::encode(&opaque, options.quality)?;
             if let Some(metadata) = options.metadata {
                 out = jpeg::insert_metadata(out, metadata.exif.as_deref(), metadata.icc.as_deref());
             }
         }
         Format::Png => {
             // PNG is lossless: quality buys compression effort instead.
-            let compression = match quality {
+            let compression = match options.quality {
                 0..=49 => CompressionType::Fast,
                 50..=89 => CompressionType::Default,
                 _ => CompressionType::Best,
             };
-            let mut encoder =
-                PngEncoder::new_with_quality(&mut out, compression, FilterType::Adaptive);
-            if let Some(metadata) = options.metadata {
-                if let Some(icc) = &metadata.icc {
-                    let _ = encoder.set_icc_profile(icc.clone());
-                }
-                if let Some(exif) = &metadata.exif {
-                    let _ = encoder.set_exif_metadata(exif.clone());
-                }
-            }
-            encoder
-                .write_image(
-                    image.as_bytes(),
-                    image.width(),
-                    image.height(),
-                    image.color().into(),
-                )
-                .map_err(failed)?;
+            let encoder = PngEncoder::new_with_quality(&mut out, compression, FilterType::Adaptive);
+            write_with_metadata(encoder, image, options.metadata).map_err(failed)?;
         }
         Format::Webp if options.lossless => {
-            let rgb = with_colour(image);
-            let mut encoder = WebPEncoder::new_lossless(&mut out);
-            if let Some(metadata) = options.metadata {
-                if let Some(icc) = &metadata.icc {
-                    let _ = encoder.set_icc_profile(icc.clone());
-                }
-                if let Some(exif) = &metadata.exif {
-                    let _ = encoder.set_exif_metadata(exif.clone());
-                }
-            }
-            encoder
-                .write_image(
-                    rgb.as_bytes(),
-                    rgb.width(),
-                    rgb.height(),
-                    rgb.color().into(),
-                )
-                .map_err(failed)?;
+            let encoder = WebPEncoder::new_lossless(&mut out);
+            write_with_metadata(encoder, &with_colour(image), options.metadata).map_err(failed)?;
         }
-        Format::Webp => {
-            // Lossy WebP needs libwebp; it takes RGB or RGBA.
-            let rgb = with_colour(image);
-            let (w, h) = (rgb.width(), rgb.height());
-            let encoder = match rgb.as_ref() {
-                DynamicImage::ImageRgba8(img) => webp::Encoder::from_rgba(img.as_raw(), w, h),
-                _ => webp::Encoder::from_rgb(rgb.as_bytes(), w, h),
-            };
-            let encoded = encoder
-                .encode_simple(false, f32::from(quality))
-                .map_err(|e| EngineError::encode(name, format!("{e:?}")))?;
-            out = encoded.to_vec();
-        }
+        Format::Webp => out = encode_lossy_webp(image, options.quality)?,
         Format::Avif => {
-            let rgb = with_colour(image);
             // One thread per encode: the engine already runs outputs and jobs in parallel.
-            let encoder = AvifEncoder::new_with_speed_quality(&mut out, AVIF_SPEED, quality)
-                .with_num_threads(Some(1));
-            encoder
-                .write_image(
-                    rgb.as_bytes(),
-                    rgb.width(),
-                    rgb.height(),
-                    rgb.color().into(),
-                )
-                .map_err(failed)?;
+            let encoder =
+                AvifEncoder::new_with_speed_quality(&mut out, AVIF_SPEED, options.quality)
+                    .with_num_threads(Some(1));
+            write_with_metadata(encoder, &with_colour(image), None).map_err(failed)?;
         }
         Format::Gif => {
             // NeuQuant speed 1 (best palette) .. 30 (fastest); quality 80 gives 7.
-            let speed = (31 - i32::from(quality) * 30 / 100).clamp(1, 30);
+            let speed = (31 - i32::from(options.quality) * 30 / 100).clamp(1, 30);
             let rgba = image.to_rgba8();
-            let mut encoder = GifEncoder::new_with_speed(&mut out, speed);
-            encoder
+            GifEncoder::new_with_speed(&mut out, speed)
                 .encode(
                     rgba.as_raw(),
                     rgba.width(),
@@ -129,6 +76,43 @@ pub(super) fn encode(
         }
     }
     Ok(out)
+}
+
+/// Writes `image` through an `image` crate encoder, with the metadata kept (encoders that
+/// cannot embed a kind of metadata skip it).
+fn write_with_metadata<E: ImageEncoder>(
+    mut encoder: E,
+    image: &DynamicImage,
+    metadata: Option<&Metadata>,
+) -> Result<(), image::ImageError> {
+    if let Some(metadata) = metadata {
+        if let Some(icc) = &metadata.icc {
+            let _ = encoder.set_icc_profile(icc.clone());
+        }
+        if let Some(exif) = &metadata.exif {
+            let _ = encoder.set_exif_metadata(exif.clone());
+        }
+    }
+    encoder.write_image(
+        image.as_bytes(),
+        image.width(),
+        image.height(),
+        image.color().into(),
+    )
+}
+
+/// Lossy WebP needs libwebp; it takes RGB or RGBA.
+fn encode_lossy_webp(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, EngineError> {
+    let rgb = with_colour(image);
+    let (w, h) = (rgb.width(), rgb.height());
+    let encoder = match rgb.as_ref() {
+        DynamicImage::ImageRgba8(img) => webp::Encoder::from_rgba(img.as_raw(), w, h),
+        _ => webp::Encoder::from_rgb(rgb.as_bytes(), w, h),
+    };
+    let encoded = encoder
+        .encode_simple(false, f32::from(quality))
+        .map_err(|e| EngineError::encode(Format::Webp.name(), format!("{e:?}")))?;
+    Ok(encoded.to_vec())
 }
 
 /// Gray images become RGB(A) for encoders that only take colour.

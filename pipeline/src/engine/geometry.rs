@@ -30,99 +30,111 @@ pub(super) struct ResizePlan {
     pub scale: (f64, f64),
 }
 
-impl ResizePlan {
-    pub fn new((w, h): (u32, u32), resize: &Resize) -> ResizePlan {
-        let (sw, sh) = (f64::from(w), f64::from(h));
-        let whole = Region {
+/// The source of a resize: its size, and whether it may be enlarged.
+struct Source {
+    size: (u32, u32),
+    enlarge: bool,
+}
+
+impl Source {
+    fn whole(&self) -> Region {
+        Region {
             left: 0.0,
             top: 0.0,
-            width: sw,
-            height: sh,
-        };
-        let cap = |s: f64| if resize.enlarge { s } else { s.min(1.0) };
-        let plain = |s: f64| {
-            let s = cap(s);
-            let scaled = (scale_len(w, s), scale_len(h, s));
-            ResizePlan {
-                source: whole,
-                scaled,
-                canvas: scaled,
-                offset: (0, 0),
-                scale: (s, s),
+            width: f64::from(self.size.0),
+            height: f64::from(self.size.1),
+        }
+    }
+
+    /// A scale factor, held at 1 when the source may not be enlarged.
+    fn cap(&self, scale: f64) -> f64 {
+        if self.enlarge {
+            scale
+        } else {
+            scale.min(1.0)
+        }
+    }
+
+    /// The whole source scaled by one factor.
+    fn uniform(&self, scale: f64) -> ResizePlan {
+        let s = self.cap(scale);
+        let scaled = (scale_len(self.size.0, s), scale_len(self.size.1, s));
+        ResizePlan {
+            source: self.whole(),
+            scaled,
+            canvas: scaled,
+            offset: (0, 0),
+            scale: (s, s),
+        }
+    }
+
+    /// Scaled by `scale`, with the binding side (the width when `width_binds`) snapped to the
+    /// exact target, so 768x512 into 256 gives 256x171.
+    fn snapped(&self, (tw, th): (u32, u32), scale: f64, width_binds: bool) -> ResizePlan {
+        let mut plan = self.uniform(scale);
+        if self.enlarge || scale <= 1.0 {
+            if width_binds {
+                plan.scaled.0 = tw;
+            } else {
+                plan.scaled.1 = th;
             }
+            plan.canvas = plan.scaled;
+        }
+        plan
+    }
+
+    /// Scaled to cover the target, the overflow cut: the output is the target, or less when
+    /// the source is too small and may not be enlarged.
+    fn cover(&self, (tw, th): (u32, u32), scale: f64) -> ResizePlan {
+        let s = self.cap(scale);
+        let (w, h) = self.size;
+        let out = (tw.min(scale_len(w, s)), th.min(scale_len(h, s)));
+        let region = Region {
+            left: 0.0,
+            top: 0.0,
+            width: (f64::from(out.0) / s).min(f64::from(w)),
+            height: (f64::from(out.1) / s).min(f64::from(h)),
+        };
+        ResizePlan {
+            source: region,
+            scaled: out,
+            canvas: out,
+            offset: (0, 0),
+            scale: (s, s),
+        }
+    }
+}
+
+impl ResizePlan {
+    pub fn new((w, h): (u32, u32), resize: &Resize) -> ResizePlan {
+        let source = Source {
+            size: (w, h),
+            enlarge: resize.enlarge,
         };
         let (tw, th) = match (resize.width, resize.height) {
-            (Some(tw), None) => return plain(f64::from(tw) / sw),
-            (None, Some(th)) => return plain(f64::from(th) / sh),
+            (Some(tw), None) => return source.uniform(f64::from(tw) / f64::from(w)),
+            (None, Some(th)) => return source.uniform(f64::from(th) / f64::from(h)),
             (Some(tw), Some(th)) => (tw, th),
-            (None, None) => return plain(1.0),
+            (None, None) => return source.uniform(1.0),
         };
-        let (fx, fy) = (f64::from(tw) / sw, f64::from(th) / sh);
+        let (fx, fy) = (f64::from(tw) / f64::from(w), f64::from(th) / f64::from(h));
         match resize.fit {
-            Fit::Inside => {
-                // Snap the binding side to the exact target, so 768x512 into 256 gives 256x171.
-                let mut plan = plain(fx.min(fy));
-                if resize.enlarge || fx.min(fy) <= 1.0 {
-                    if fx <= fy {
-                        plan.scaled.0 = tw;
-                    } else {
-                        plan.scaled.1 = th;
-                    }
-                    plan.canvas = plan.scaled;
-                }
-                plan
-            }
-            Fit::Outside => {
-                let mut plan = plain(fx.max(fy));
-                if resize.enlarge || fx.max(fy) <= 1.0 {
-                    if fx >= fy {
-                        plan.scaled.0 = tw;
-                    } else {
-                        plan.scaled.1 = th;
-                    }
-                    plan.canvas = plan.scaled;
-                }
-                plan
-            }
+            Fit::Inside => source.snapped((tw, th), fx.min(fy), fx <= fy),
+            Fit::Outside => source.snapped((tw, th), fx.max(fy), fx >= fy),
             Fit::Fill => {
-                let (sx, sy) = (cap(fx), cap(fy));
+                let (sx, sy) = (source.cap(fx), source.cap(fy));
                 let scaled = (scale_len(w, sx), scale_len(h, sy));
                 ResizePlan {
-                    source: whole,
+                    source: source.whole(),
                     scaled,
                     canvas: scaled,
                     offset: (0, 0),
                     scale: (sx, sy),
                 }
             }
-            Fit::Cover => {
-                let s = cap(fx.max(fy));
-                // The output is the target, or less when the source is too small and may not
-                // be enlarged.
-                let out = (tw.min(scale_len(w, s)), th.min(scale_len(h, s)));
-                let region = Region {
-                    left: 0.0,
-                    top: 0.0,
-                    width: (f64::from(out.0) / s).min(sw),
-                    height: (f64::from(out.1) / s).min(sh),
-                };
-                ResizePlan {
-                    source: region,
-                    scaled: out,
-                    canvas: out,
-                    offset: (0, 0),
-                    scale: (s, s),
-                }
-            }
+            Fit::Cover => source.cover((tw, th), fx.max(fy)),
             Fit::Contain => {
-                let mut plan = plain(fx.min(fy));
-                if resize.enlarge || fx.min(fy) <= 1.0 {
-                    if fx <= fy {
-                        plan.scaled.0 = tw;
-                    } else {
-                        plan.scaled.1 = th;
-                    }
-                }
+                let mut plan = source.snapped((tw, th), fx.min(fy), fx <= fy);
                 plan.canvas = (tw.max(plan.scaled.0), th.max(plan.scaled.1));
                 plan.offset = gravity_offset(
                     (plan.canvas.0 - plan.scaled.0, plan.canvas.1 - plan.scaled.1),

@@ -406,37 +406,13 @@ pub fn process_frames(
     sprite_url: &str,
 ) -> Result<ProcessedFrames, EngineError> {
     contain_panics(|| {
-        if frames.is_empty() {
-            return Err(EngineError::BadFrames("no frames".into()));
-        }
-        if frames.len() > limits.max_frames {
-            return Err(EngineError::BadFrames(format!(
-                "{} frames, over the limit of {}",
-                frames.len(),
-                limits.max_frames
-            )));
-        }
+        check_frame_count(frames.len(), limits)?;
         let first = decode_frame(&frames[0], spec, limits)?;
-        let layout = match &spec.sprite {
-            Some(sprite) => {
-                let layout = SpriteLayout::new(sprite, first.logical, frames.len() as u32);
-                let (w, h) = layout.size();
-                let max = sprite.format.max_dimension();
-                if w > u64::from(max) || h > u64::from(max) || w * h > limits.max_pixels {
-                    return Err(EngineError::OutputTooLarge {
-                        output: SPRITE_OUTPUT.into(),
-                        width: w,
-                        height: h,
-                        reason: format!(
-                            "over the limit of {} pixels or {max}x{max} for {}",
-                            limits.max_pixels, sprite.format
-                        ),
-                    });
-                }
-                Some(layout)
-            }
-            None => None,
-        };
+        let layout = spec
+            .sprite
+            .as_ref()
+            .map(|sprite| sprite_layout(sprite, first.logical, frames.len(), limits))
+            .transpose()?;
         checkpoint(observer, Stage::Decoded)?;
         let placeholder = match spec.placeholder {
             Some(Placeholder::Blurhash) => Some(blurhash(&first.image)?),
@@ -445,79 +421,39 @@ pub fn process_frames(
         drop(first);
 
         let done = AtomicUsize::new(0);
-        let total = frames.len();
         let per_frame = frames
             .par_iter()
             .enumerate()
             .map(|(index, frame)| {
-                let started = std::time::Instant::now();
-                let decoded = decode_frame(frame, spec, limits)?;
-                observer.on_timing(Step::Decode, started.elapsed());
-                // Frames may differ in size: each is planned before its outputs are rendered
-                // (stills were planned before decoding).
-                plan_outputs(decoded.logical, spec, decoded.info.format, limits)?;
-                let renditions = spec
-                    .outputs
-                    .iter()
-                    .map(|output| render(&decoded, spec, output, Some(index as u32), observer))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let cell = layout
-                    .as_ref()
-                    .map(|layout| frames::sprite_cell(&decoded.image, layout))
-                    .transpose()?;
+                let rendered =
+                    render_frame(frame, index as u32, spec, limits, layout.as_ref(), observer)?;
                 let done = done.fetch_add(1, Ordering::Relaxed) + 1;
                 checkpoint(
                     observer,
                     Stage::Rendered {
                         name: "frame",
                         done,
-                        total,
+                        total: frames.len(),
                     },
                 )?;
-                Ok((renditions, cell))
+                Ok(rendered)
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
 
-        let mut outputs = Vec::with_capacity(total * spec.outputs.len());
+        let mut outputs = Vec::with_capacity(frames.len() * spec.outputs.len());
         let mut cells = Vec::new();
         for (renditions, cell) in per_frame {
             outputs.extend(renditions);
             cells.extend(cell);
         }
         let sprite = match (&spec.sprite, layout) {
-            (Some(sprite), Some(layout)) => {
-                let sheet = frames::assemble_sprite(&cells, &layout);
-                let data = encode::encode(
-                    &sheet,
-                    &EncodeOptions {
-                        format: sprite.format,
-                        quality: sprite
-                            .quality
-                            .unwrap_or_else(|| sprite.format.default_quality()),
-                        lossless: false,
-                        metadata: None,
-                    },
-                )?;
-                let track = sprite_track(&layout, total as u32, sprite.interval, sprite_url);
-                Some((
-                    Rendition {
-                        name: SPRITE_OUTPUT.into(),
-                        frame: None,
-                        media: Media::Image(sprite.format),
-                        width: sheet.width(),
-                        height: sheet.height(),
-                        data,
-                    },
-                    Rendition {
-                        name: SPRITE_TRACK_OUTPUT.into(),
-                        frame: None,
-                        media: Media::WebVtt,
-                        width: 0,
-                        height: 0,
-                        data: track.into_bytes(),
-                    },
-                ))
-            }
+            (Some(sprite), Some(layout)) => Some(sprite_outputs(
+                sprite,
+                &layout,
+                &cells,
+                frames.len() as u32,
+                sprite_url,
+            )?),
             _ => None,
         };
         Ok(ProcessedFrames {
@@ -526,6 +462,110 @@ pub fn process_frames(
             placeholder,
         })
     })
+}
+
+fn check_frame_count(count: usize, limits: &Limits) -> Result<(), EngineError> {
+    if count == 0 {
+        return Err(EngineError::BadFrames("no frames".into()));
+    }
+    if count > limits.max_frames {
+        return Err(EngineError::BadFrames(format!(
+            "{count} frames, over the limit of {}",
+            limits.max_frames
+        )));
+    }
+    Ok(())
+}
+
+/// The sheet's layout for `count` frames of the first frame's size, refused when the sheet
+/// would be over the pixel limit or the format's largest size.
+fn sprite_layout(
+    sprite: &crate::spec::SpriteSpec,
+    frame: (u32, u32),
+    count: usize,
+    limits: &Limits,
+) -> Result<SpriteLayout, EngineError> {
+    let layout = SpriteLayout::new(sprite, frame, count as u32);
+    let (w, h) = layout.size();
+    let max = sprite.format.max_dimension();
+    if w > u64::from(max) || h > u64::from(max) || w * h > limits.max_pixels {
+        return Err(EngineError::OutputTooLarge {
+            output: SPRITE_OUTPUT.into(),
+            width: w,
+            height: h,
+            reason: format!(
+                "over the limit of {} pixels or {max}x{max} for {}",
+                limits.max_pixels, sprite.format
+            ),
+        });
+    }
+    Ok(layout)
+}
+
+/// One frame: decoded, planned (frames may differ in size), every output rendered, and its
+/// sprite cell when there is a sheet. Only this frame's pixels are held meanwhile.
+fn render_frame(
+    frame: &FrameSource<'_>,
+    index: u32,
+    spec: &Spec,
+    limits: &Limits,
+    layout: Option<&SpriteLayout>,
+    observer: &dyn Observer,
+) -> Result<(Vec<Rendition>, Option<DynamicImage>), EngineError> {
+    let started = std::time::Instant::now();
+    let decoded = decode_frame(frame, spec, limits)?;
+    observer.on_timing(Step::Decode, started.elapsed());
+    plan_outputs(decoded.logical, spec, decoded.info.format, limits)?;
+    let renditions = spec
+        .outputs
+        .iter()
+        .map(|output| render(&decoded, spec, output, Some(index), observer))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cell = layout
+        .map(|layout| frames::sprite_cell(&decoded.image, layout))
+        .transpose()?;
+    Ok((renditions, cell))
+}
+
+/// The sprite sheet from its cells, and its WebVTT track pointing at `sprite_url`.
+fn sprite_outputs(
+    sprite: &crate::spec::SpriteSpec,
+    layout: &SpriteLayout,
+    cells: &[DynamicImage],
+    frames: u32,
+    sprite_url: &str,
+) -> Result<(Rendition, Rendition), EngineError> {
+    let sheet = frames::assemble_sprite(cells, layout);
+    let data = encode::encode(
+        &sheet,
+        &EncodeOptions {
+            format: sprite.format,
+            quality: sprite
+                .quality
+                .unwrap_or_else(|| sprite.format.default_quality()),
+            lossless: false,
+            metadata: None,
+        },
+    )?;
+    let track = sprite_track(layout, frames, sprite.interval, sprite_url);
+    Ok((
+        Rendition {
+            name: SPRITE_OUTPUT.into(),
+            frame: None,
+            media: Media::Image(sprite.format),
+            width: sheet.width(),
+            height: sheet.height(),
+            data,
+        },
+        Rendition {
+            name: SPRITE_TRACK_OUTPUT.into(),
+            frame: None,
+            media: Media::WebVtt,
+            width: 0,
+            height: 0,
+            data: track.into_bytes(),
+        },
+    ))
 }
 
 fn decode_frame(

@@ -173,140 +173,138 @@ const CROP_OFFSET: RangeInclusive<u32> = 0..=65535;
 fn parse_op(value: &Value, path: &str) -> Result<Op> {
     let op = Obj::new(value, path)?;
     let kind = op.string("op")?;
-    let kind = op.present("op", kind)?;
-    let op = match kind {
-        "resize" => {
-            op.only(&[
-                "op",
-                "width",
-                "height",
-                "fit",
-                "filter",
-                "enlarge",
-                "background",
-                "gravity",
-            ])?;
-            let width = op.uint("width", DIMENSION)?;
-            let height = op.uint("height", DIMENSION)?;
-            if width.is_none() && height.is_none() {
-                return Err(SpecError::new(
-                    path,
-                    "resize needs `width`, `height` or both",
-                ));
-            }
-            let background = match op.string("background")? {
-                None => None,
-                Some(text) => Some(Color::parse(text).ok_or_else(|| {
-                    SpecError::new(
-                        op.child("background"),
-                        "must be #rgb, #rrggbb, #rrggbbaa, white, black or transparent",
-                    )
-                })?),
-            };
-            Op::Resize(Resize {
-                width,
-                height,
-                fit: op.choice("fit")?.unwrap_or(Fit::Inside),
-                filter: op.choice("filter")?.unwrap_or(Filter::Lanczos3),
-                enlarge: op.boolean("enlarge")?.unwrap_or(false),
-                background,
-                gravity: op.choice("gravity")?.unwrap_or(Gravity::Center),
-            })
-        }
-        "crop" => {
-            op.only(&["op", "x", "y", "width", "height", "gravity"])?;
-            let width = op.uint("width", CROP_EXTENT)?;
-            let width = op.present("width", width)?;
-            let height = op.uint("height", CROP_EXTENT)?;
-            let height = op.present("height", height)?;
-            let x = op.uint("x", CROP_OFFSET)?;
-            let y = op.uint("y", CROP_OFFSET)?;
-            let gravity: Option<Gravity> = op.choice("gravity")?;
-            let anchor = match (x, y, gravity) {
-                (Some(x), Some(y), None) => CropAnchor::At { x, y },
-                (None, None, gravity) => CropAnchor::Gravity {
-                    gravity: gravity.unwrap_or(Gravity::Center),
-                },
-                (_, _, Some(_)) => {
-                    return Err(SpecError::new(
-                        op.child("gravity"),
-                        "give either `x` and `y`, or `gravity`, not both",
-                    ))
-                }
-                (Some(_), None, None) => {
-                    return Err(SpecError::new(op.child("y"), "is required with `x`"))
-                }
-                (None, Some(_), None) => {
-                    return Err(SpecError::new(op.child("x"), "is required with `y`"))
-                }
-            };
-            Op::Crop(Crop {
-                width,
-                height,
-                anchor,
-            })
-        }
-        "rotate" => {
-            op.only(&["op", "degrees"])?;
-            let degrees = match op.get("degrees").and_then(Value::as_u64) {
-                Some(90) => Rotation::Quarter,
-                Some(180) => Rotation::Half,
-                Some(270) => Rotation::ThreeQuarters,
-                _ => {
-                    return Err(SpecError::new(
-                        op.child("degrees"),
-                        "must be 90, 180 or 270",
-                    ))
-                }
-            };
-            Op::Rotate { degrees }
-        }
+    match op.present("op", kind)? {
+        "resize" => parse_resize(&op, path),
+        "crop" => parse_crop(&op),
+        "rotate" => parse_rotate(&op),
         "flip" => {
             op.only(&["op", "axis"])?;
             let axis = op.choice("axis")?;
-            Op::Flip {
+            Ok(Op::Flip {
                 axis: op.present("axis", axis)?,
-            }
+            })
         }
         "grayscale" => {
             op.only(&["op"])?;
-            Op::Grayscale
+            Ok(Op::Grayscale)
         }
         "blur" => {
             op.only(&["op", "sigma"])?;
             let sigma = op.float("sigma", 0.1..=100.0)?;
-            Op::Blur {
+            Ok(Op::Blur {
                 sigma: op.present("sigma", sigma)?,
-            }
+            })
         }
         "sharpen" => {
             op.only(&["op", "sigma", "amount"])?;
-            Op::Sharpen {
+            Ok(Op::Sharpen {
                 sigma: op.float("sigma", 0.1..=10.0)?.unwrap_or(1.0),
                 amount: op.float("amount", 0.0..=10.0)?.unwrap_or(1.0),
-            }
+            })
         }
-        "brightness" | "contrast" => {
+        kind @ ("brightness" | "contrast") => {
             op.only(&["op", "value"])?;
             let value = op.float("value", 0.0..=10.0)?;
             let value = op.present("value", value)?;
-            if kind == "brightness" {
+            Ok(if kind == "brightness" {
                 Op::Brightness { value }
             } else {
                 Op::Contrast { value }
-            }
+            })
         }
-        other => {
+        other => Err(SpecError::new(
+            op.child("op"),
+            format!(
+                "unknown op `{other}` (expected one of: resize, crop, rotate, flip, grayscale, \
+                 blur, sharpen, brightness, contrast)"
+            ),
+        )),
+    }
+}
+
+fn parse_resize(op: &Obj<'_>, path: &str) -> Result<Op> {
+    op.only(&[
+        "op",
+        "width",
+        "height",
+        "fit",
+        "filter",
+        "enlarge",
+        "background",
+        "gravity",
+    ])?;
+    let width = op.uint("width", DIMENSION)?;
+    let height = op.uint("height", DIMENSION)?;
+    if width.is_none() && height.is_none() {
+        return Err(SpecError::new(
+            path,
+            "resize needs `width`, `height` or both",
+        ));
+    }
+    let background = match op.string("background")? {
+        None => None,
+        Some(text) => Some(Color::parse(text).ok_or_else(|| {
+            SpecError::new(
+                op.child("background"),
+                "must be #rgb, #rrggbb, #rrggbbaa, white, black or transparent",
+            )
+        })?),
+    };
+    Ok(Op::Resize(Resize {
+        width,
+        height,
+        fit: op.choice("fit")?.unwrap_or(Fit::Inside),
+        filter: op.choice("filter")?.unwrap_or(Filter::Lanczos3),
+        enlarge: op.boolean("enlarge")?.unwrap_or(false),
+        background,
+        gravity: op.choice("gravity")?.unwrap_or(Gravity::Center),
+    }))
+}
+
+fn parse_crop(op: &Obj<'_>) -> Result<Op> {
+    op.only(&["op", "x", "y", "width", "height", "gravity"])?;
+    let width = op.uint("width", CROP_EXTENT)?;
+    let width = op.present("width", width)?;
+    let height = op.uint("height", CROP_EXTENT)?;
+    let height = op.present("height", height)?;
+    let x = op.uint("x", CROP_OFFSET)?;
+    let y = op.uint("y", CROP_OFFSET)?;
+    let gravity: Option<Gravity> = op.choice("gravity")?;
+    let anchor = match (x, y, gravity) {
+        (Some(x), Some(y), None) => CropAnchor::At { x, y },
+        (None, None, gravity) => CropAnchor::Gravity {
+            gravity: gravity.unwrap_or(Gravity::Center),
+        },
+        (_, _, Some(_)) => {
             return Err(SpecError::new(
-                op.child("op"),
-                format!(
-                    "unknown op `{other}` (expected one of: resize, crop, rotate, flip, grayscale, \
-                     blur, sharpen, brightness, contrast)"
-                ),
+                op.child("gravity"),
+                "give either `x` and `y`, or `gravity`, not both",
+            ))
+        }
+        (Some(_), None, None) => return Err(SpecError::new(op.child("y"), "is required with `x`")),
+        (None, Some(_), None) => return Err(SpecError::new(op.child("x"), "is required with `y`")),
+    };
+    Ok(Op::Crop(Crop {
+        width,
+        height,
+        anchor,
+    }))
+}
+
+fn parse_rotate(op: &Obj<'_>) -> Result<Op> {
+    op.only(&["op", "degrees"])?;
+    let degrees = match op.get("degrees").and_then(Value::as_u64) {
+        Some(90) => Rotation::Quarter,
+        Some(180) => Rotation::Half,
+        Some(270) => Rotation::ThreeQuarters,
+        _ => {
+            return Err(SpecError::new(
+                op.child("degrees"),
+                "must be 90, 180 or 270",
             ))
         }
     };
-    Ok(op)
+    Ok(Op::Rotate { degrees })
 }
 
 fn parse_webhook(value: &Value) -> Result<Webhook> {

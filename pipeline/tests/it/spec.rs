@@ -107,12 +107,30 @@ fn refusal(text: &str) -> SpecError {
     }
 }
 
+/// Every refusal names its field, and the message starts with it.
+fn assert_refusals(cases: Vec<(String, &str)>) {
+    for (text, field) in cases {
+        let e = refusal(&text);
+        assert_eq!(e.field, field, "{text} → {e}");
+        assert!(!e.message.is_empty());
+        if !field.is_empty() {
+            assert!(e.to_string().starts_with(&format!("{field}: ")), "{e}");
+        }
+    }
+}
+
+fn with_output(extra: &str) -> String {
+    format!(r#"{{"outputs":[{{"name":"a"{extra}}}]}}"#)
+}
+
+fn with_op(op: &str) -> String {
+    format!(r#"{{"outputs":[{{"name":"a","ops":[{{"op":"grayscale"}},{op}]}}]}}"#)
+}
+
+/// The whole spec and its outputs.
 #[test]
 fn bad_specs_name_their_field() {
-    let out = |extra: &str| format!(r#"{{"outputs":[{{"name":"a"{extra}}}]}}"#);
-    let op =
-        |op: &str| format!(r#"{{"outputs":[{{"name":"a","ops":[{{"op":"grayscale"}},{op}]}}]}}"#);
-    let cases: Vec<(String, &str)> = vec![
+    assert_refusals(vec![
         ("[]".into(), ""),
         ("{".into(), ""),
         ("{}".into(), "outputs"),
@@ -143,88 +161,102 @@ fn bad_specs_name_their_field() {
             "outputs[0].name",
         ),
         (r#"{"outputs":[{"name":"a"}],"colour":1}"#.into(), "colour"),
-        (out(r#","format":"bmp""#), "outputs[0].format"),
-        (out(r#","quality":0"#), "outputs[0].quality"),
-        (out(r#","quality":101"#), "outputs[0].quality"),
-        (out(r#","quality":"high""#), "outputs[0].quality"),
-        (out(r#","lossless":true"#), "outputs[0].lossless"),
-        (out(r#","ops":{}"#), "outputs[0].ops"),
-        (out(r#","extra":1"#), "outputs[0].extra"),
+        (with_output(r#","format":"bmp""#), "outputs[0].format"),
+        (with_output(r#","quality":0"#), "outputs[0].quality"),
+        (with_output(r#","quality":101"#), "outputs[0].quality"),
+        (with_output(r#","quality":"high""#), "outputs[0].quality"),
+        (with_output(r#","lossless":true"#), "outputs[0].lossless"),
+        (with_output(r#","ops":{}"#), "outputs[0].ops"),
+        (with_output(r#","extra":1"#), "outputs[0].extra"),
+    ]);
+}
+
+/// Ops, by their path in the output.
+#[test]
+fn bad_ops_name_their_field() {
+    assert_refusals(vec![
         (
-            op(r#"{"op":"resize","width":0}"#),
+            with_op(r#"{"op":"resize","width":0}"#),
             "outputs[0].ops[1].width",
         ),
         (
-            op(r#"{"op":"resize","width":16385}"#),
+            with_op(r#"{"op":"resize","width":16385}"#),
             "outputs[0].ops[1].width",
         ),
         (
-            op(r#"{"op":"resize","width":"256"}"#),
+            with_op(r#"{"op":"resize","width":"256"}"#),
             "outputs[0].ops[1].width",
         ),
         (
-            op(r#"{"op":"resize","height":-1}"#),
+            with_op(r#"{"op":"resize","height":-1}"#),
             "outputs[0].ops[1].height",
         ),
-        (op(r#"{"op":"resize"}"#), "outputs[0].ops[1]"),
+        (with_op(r#"{"op":"resize"}"#), "outputs[0].ops[1]"),
         (
-            op(r#"{"op":"resize","width":10,"fit":"stretch"}"#),
+            with_op(r#"{"op":"resize","width":10,"fit":"stretch"}"#),
             "outputs[0].ops[1].fit",
         ),
         (
-            op(r#"{"op":"resize","width":10,"filter":"box"}"#),
+            with_op(r#"{"op":"resize","width":10,"filter":"box"}"#),
             "outputs[0].ops[1].filter",
         ),
         (
-            op(r#"{"op":"resize","width":10,"background":"red"}"#),
+            with_op(r#"{"op":"resize","width":10,"background":"red"}"#),
             "outputs[0].ops[1].background",
         ),
         (
-            op(r#"{"op":"resize","width":10,"widht":3}"#),
+            with_op(r#"{"op":"resize","width":10,"widht":3}"#),
             "outputs[0].ops[1].widht",
         ),
         (
-            op(r#"{"op":"crop","width":10}"#),
+            with_op(r#"{"op":"crop","width":10}"#),
             "outputs[0].ops[1].height",
         ),
         (
-            op(r#"{"op":"crop","width":10,"height":10,"x":3}"#),
+            with_op(r#"{"op":"crop","width":10,"height":10,"x":3}"#),
             "outputs[0].ops[1].y",
         ),
         (
-            op(r#"{"op":"crop","width":10,"height":10,"x":3,"y":3,"gravity":"north"}"#),
+            with_op(r#"{"op":"crop","width":10,"height":10,"x":3,"y":3,"gravity":"north"}"#),
             "outputs[0].ops[1].gravity",
         ),
         (
-            op(r#"{"op":"rotate","degrees":45}"#),
+            with_op(r#"{"op":"rotate","degrees":45}"#),
             "outputs[0].ops[1].degrees",
         ),
-        (op(r#"{"op":"flip"}"#), "outputs[0].ops[1].axis"),
+        (with_op(r#"{"op":"flip"}"#), "outputs[0].ops[1].axis"),
         (
-            op(r#"{"op":"flip","axis":"diagonal"}"#),
+            with_op(r#"{"op":"flip","axis":"diagonal"}"#),
             "outputs[0].ops[1].axis",
         ),
         (
-            op(r#"{"op":"grayscale","amount":1}"#),
+            with_op(r#"{"op":"grayscale","amount":1}"#),
             "outputs[0].ops[1].amount",
         ),
-        (op(r#"{"op":"blur"}"#), "outputs[0].ops[1].sigma"),
+        (with_op(r#"{"op":"blur"}"#), "outputs[0].ops[1].sigma"),
         (
-            op(r#"{"op":"blur","sigma":1000}"#),
+            with_op(r#"{"op":"blur","sigma":1000}"#),
             "outputs[0].ops[1].sigma",
         ),
         (
-            op(r#"{"op":"sharpen","amount":-1}"#),
+            with_op(r#"{"op":"sharpen","amount":-1}"#),
             "outputs[0].ops[1].amount",
         ),
         (
-            op(r#"{"op":"brightness","value":11}"#),
+            with_op(r#"{"op":"brightness","value":11}"#),
             "outputs[0].ops[1].value",
         ),
-        (op(r#"{"op":"contrast"}"#), "outputs[0].ops[1].value"),
-        (op(r#"{"op":"posterize"}"#), "outputs[0].ops[1].op"),
-        (op(r#"{"width":3}"#), "outputs[0].ops[1].op"),
-        (op(r#""resize""#), "outputs[0].ops[1]"),
+        (with_op(r#"{"op":"contrast"}"#), "outputs[0].ops[1].value"),
+        (with_op(r#"{"op":"posterize"}"#), "outputs[0].ops[1].op"),
+        (with_op(r#"{"width":3}"#), "outputs[0].ops[1].op"),
+        (with_op(r#""resize""#), "outputs[0].ops[1]"),
+    ]);
+}
+
+/// Placeholder, priority, webhook and sprite.
+#[test]
+fn bad_top_level_fields_name_their_field() {
+    assert_refusals(vec![
         (
             r#"{"outputs":[{"name":"a"}],"placeholder":"thumbhash"}"#.into(),
             "placeholder",
@@ -262,15 +294,7 @@ fn bad_specs_name_their_field() {
             r#"{"outputs":[{"name":"sprite"}],"sprite":{"columns":2,"width":100}}"#.into(),
             "outputs[0].name",
         ),
-    ];
-    for (text, field) in cases {
-        let e = refusal(&text);
-        assert_eq!(e.field, field, "{text} → {e}");
-        assert!(!e.message.is_empty());
-        if !field.is_empty() {
-            assert!(e.to_string().starts_with(&format!("{field}: ")), "{e}");
-        }
-    }
+    ]);
 }
 
 #[test]
