@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
-use pipeline::queue::{Queue, QueueError};
+use pipeline::queue::Queue;
 use pipeline::shutdown::Shutdown;
-use pipeline::storage::{Storage, StorageError};
+use pipeline::storage::Storage;
+use workers::connect::ConnectError;
 
 use crate::auth::ApiKeys;
 use crate::error::ApiError;
@@ -27,18 +28,8 @@ pub enum StartError {
     Keys(String),
     #[error("cannot start a local Redis for {url}: {reason}")]
     LocalRedis { url: String, reason: String },
-    #[error("cannot use Redis at {url}")]
-    Redis {
-        url: String,
-        #[source]
-        source: QueueError,
-    },
-    #[error("cannot use storage {url}")]
-    Storage {
-        url: String,
-        #[source]
-        source: StorageError,
-    },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: String,
@@ -150,26 +141,16 @@ async fn start_local_redis(settings: &Settings) -> Result<Option<LocalRedis>, St
         })
 }
 
-/// The queue (warning about a Redis that could lose jobs) and the object store.
+/// The queue and the object store.
 async fn connect(settings: &Settings) -> Result<(Queue, Storage), StartError> {
     let connection = &settings.connection;
-    let config = settings.queue.queue_config(&connection.queue);
-    let queue = Queue::connect(&connection.redis_url, config)
-        .await
-        .map_err(|source| StartError::Redis {
-            url: connection.redis_url.clone(),
-            source,
-        })?;
-    for warning in queue.check_server().await {
-        tracing::warn!("{warning}");
-    }
-    let storage = Storage::open(&connection.storage, connection.s3_endpoint.as_deref())
-        .await
-        .map_err(|source| StartError::Storage {
-            url: connection.storage.clone(),
-            source,
-        })?;
-    Ok((queue, storage))
+    Ok(workers::connect::connect(
+        &connection.redis_url,
+        settings.queue.queue_config(&connection.queue),
+        &connection.storage,
+        connection.s3_endpoint.as_deref(),
+    )
+    .await?)
 }
 
 /// The HTTP server on `listener`, with its own signal handling off (one shutdown signal drives

@@ -48,6 +48,13 @@ impl AppState {
         }
     }
 
+    /// The app's state, from a request (for extractors).
+    pub fn of(req: &actix_web::HttpRequest) -> Result<actix_web::web::Data<AppState>, ApiError> {
+        req.app_data::<actix_web::web::Data<AppState>>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("no application state".into()))
+    }
+
     /// Refuses new work (429) while the backlog is at its limit or too many uploads are in
     /// progress; the permit it returns is the upload's place until it is dropped. The depth is
     /// read from Redis at most every 100 ms: one read serves a burst of uploads.

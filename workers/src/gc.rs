@@ -4,10 +4,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use pipeline::config::parse_duration;
-use pipeline::queue::{Queue, QueueConfig};
-use pipeline::storage::Storage;
+use pipeline::queue::QueueConfig;
 
 use crate::args::ConnectionArgs;
+use crate::connect::connect;
 
 #[derive(Debug, clap::Args)]
 pub struct GcArgs {
@@ -34,25 +34,15 @@ pub fn run(args: GcArgs) -> ExitCode {
     };
     runtime.block_on(async {
         let c = &args.connection;
-        let queue = match Queue::connect(
-            &c.redis_url,
-            QueueConfig {
-                name: c.queue.clone(),
-                ..QueueConfig::default()
-            },
-        )
-        .await
-        {
-            Ok(queue) => queue,
-            Err(e) => {
-                eprintln!("worker gc: cannot use Redis at {}: {e}", c.redis_url);
-                return ExitCode::from(1);
-            }
+        let config = QueueConfig {
+            name: c.queue.clone(),
+            ..QueueConfig::default()
         };
-        let storage = match Storage::open(&c.storage, c.s3_endpoint.as_deref()).await {
-            Ok(storage) => storage,
+        let connected = connect(&c.redis_url, config, &c.storage, c.s3_endpoint.as_deref()).await;
+        let (queue, storage) = match connected {
+            Ok(both) => both,
             Err(e) => {
-                eprintln!("worker gc: cannot use storage {}: {e}", c.storage);
+                eprintln!("worker gc: {}", pipeline::text::error_chain(&e));
                 return ExitCode::from(1);
             }
         };

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod cli;
+pub mod connect;
 pub mod gc;
 pub mod metrics;
 pub mod service;

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest};
 use futures::StreamExt;
 use pipeline::spec::{Spec, SpecError};
 
-use super::spec::{read_small, resolve, MAX_SPEC_LEN};
+use super::spec::{query_pairs, read_small, resolve, spec_from_query, MAX_SPEC_LEN};
 use crate::error::ApiError;
 
 pub struct Form {
@@ -19,18 +19,21 @@ pub struct Form {
 }
 
 impl Form {
-    pub fn new(
+    /// The form of `req`, and the spec its query carries (checked before the body is read).
+    pub fn open(
         req: &HttpRequest,
         payload: web::Payload,
         file_part: &'static str,
         expected: &'static str,
-    ) -> Form {
-        Form {
+    ) -> Result<(Form, Option<Spec>), ApiError> {
+        let query = spec_from_query(&query_pairs(req), &[])?;
+        let form = Form {
             parts: Multipart::new(req.headers(), payload),
             file_part,
             expected,
             spec: None,
-        }
+        };
+        Ok((form, query))
     }
 
     /// The next file part; `spec` parts met on the way are kept. `None` at the end.

@@ -12,25 +12,30 @@ pub mod spec;
 mod stored;
 mod submit;
 
-use actix_web::HttpRequest;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
 use pipeline::job::new_job_id;
 use tokio::sync::OwnedSemaphorePermit;
 
 pub use body::{chunks, store_image, store_raw, RequestBytes, IDLE_TIMEOUT};
-pub use frames::{frames_from_form, frames_from_raw};
-pub use image::{image_from_body, image_from_form};
-pub use presigned::{image_from_upload, upload_ticket};
+pub use presigned::upload_ticket;
 pub use stored::StoredInputs;
 pub use submit::{accepted, Accepted};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Leeway over `--max-upload` for a declared length: multipart framing and the spec part.
 const FRAMING_ALLOWANCE: u64 = 64 << 10;
 
-/// One request being taken in.
+/// One request being taken in. As an extractor it authenticates the caller and admits the
+/// request before the handler runs.
 pub struct Intake {
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
     /// The id the job will have.
     pub job_id: String,
     /// The request's bytes, counted against `--max-upload` (and hashed for an idempotency key).
@@ -41,21 +46,36 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Admits a request (429 while too many uploads are in progress or the queue is full),
-    /// refuses a declared length over the limit (413), and reads its `Idempotency-Key`.
-    pub async fn begin(state: &AppState, req: &HttpRequest) -> Result<Intake, ApiError> {
+    /// Authenticates (401), admits the request (429 while too many uploads are in progress
+    /// or the queue is full), refuses a declared length over the limit (413), and reads its
+    /// `Idempotency-Key`.
+    async fn begin(req: HttpRequest) -> Result<Intake, ApiError> {
+        let state = AppState::of(&req)?;
+        let caller = Caller::extract(&req).await?;
         let permit = state.admit().await?;
         let limit = state.settings.max_upload;
-        if content_length(req).is_some_and(|length| length > limit + FRAMING_ALLOWANCE) {
+        if content_length(&req).is_some_and(|length| length > limit + FRAMING_ALLOWANCE) {
             return Err(ApiError::TooLarge { limit });
         }
-        let idempotency = idempotency_key(req)?;
+        let idempotency = idempotency_key(&req)?;
         Ok(Intake {
             job_id: new_job_id(),
             bytes: RequestBytes::new(limit, idempotency.is_some()),
             idempotency,
             _permit: permit,
+            req,
+            state,
+            caller,
         })
+    }
+}
+
+impl FromRequest for Intake {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Intake, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        Box::pin(Intake::begin(req.clone()))
     }
 }
 

@@ -2,7 +2,7 @@
 //! client PUT its file to the ticket's URL. The stored bytes get the same checks as an upload
 //! through the gateway.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use futures::StreamExt;
 use pipeline::engine;
 use pipeline::queue::UploadTicket;
@@ -13,7 +13,6 @@ use serde::Deserialize;
 use super::image::{image_input, original_key};
 use super::spec::{check, MAX_SPEC_LEN};
 use super::{Intake, RequestBytes, StoredInputs};
-use crate::auth::Caller;
 use crate::error::{from_probe, ApiError};
 use crate::state::AppState;
 
@@ -24,44 +23,41 @@ struct FromUpload {
     spec: serde_json::Value,
 }
 
-/// `POST /v1/jobs` with a JSON body.
-pub async fn image_from_upload(
-    mut intake: Intake,
-    req: HttpRequest,
-    payload: web::Payload,
-    state: &AppState,
-    caller: &Caller,
-) -> Result<HttpResponse, ApiError> {
-    let request = read_request(payload).await?;
-    let spec = match &request.spec {
-        serde_json::Value::String(text) => Spec::from_json(text)?,
-        value => Spec::from_json_value(value)?,
-    };
-    check(state, &spec, false)?;
-    let ticket = upload_ticket(state, &request.upload_id).await?;
-    if ticket.is_none_or(|t| t.owner != caller.owner) {
-        return Err(ApiError::NotFound("no such upload (or it expired)".into()));
+impl Intake {
+    /// `POST /v1/jobs` with a JSON body.
+    pub async fn image_from_upload(
+        mut self,
+        payload: web::Payload,
+    ) -> Result<HttpResponse, ApiError> {
+        let state = self.state.clone();
+        let state: &AppState = &state;
+        let request = read_request(payload).await?;
+        let spec = match &request.spec {
+            serde_json::Value::String(text) => Spec::from_json(text)?,
+            value => Spec::from_json_value(value)?,
+        };
+        check(state, &spec, false)?;
+        let ticket = upload_ticket(state, &request.upload_id).await?;
+        if ticket.is_none_or(|t| t.owner != self.caller.owner) {
+            return Err(ApiError::NotFound("no such upload (or it expired)".into()));
+        }
+        let upload =
+            ObjectKey::upload(&request.upload_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (meta, info) = check_upload(state, &upload).await?;
+        let original = original_key(&self.job_id)?;
+        let mut stored = StoredInputs::new(&state.storage);
+        stored.add(original.clone());
+        state.storage.copy(&upload, &original).await?;
+        let _ = state.storage.delete(&upload).await;
+        let _ = state.queue.spend_upload_ticket(&request.upload_id).await;
+        // The fingerprint of a presigned upload is its id and spec: the bytes went elsewhere.
+        self.bytes = RequestBytes::new(u64::MAX, true);
+        self.bytes.add_to_fingerprint(request.upload_id.as_bytes());
+        self.bytes.add_to_fingerprint(spec.to_json().as_bytes());
+        state.metrics.uploaded(meta.size);
+        let input = image_input(original, (info, meta.size));
+        self.submit((spec, input), stored).await
     }
-    let upload =
-        ObjectKey::upload(&request.upload_id).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (meta, info) = check_upload(state, &upload).await?;
-    let original = original_key(&intake.job_id)?;
-    let mut stored = StoredInputs::new(&state.storage);
-    stored.add(original.clone());
-    state.storage.copy(&upload, &original).await?;
-    let _ = state.storage.delete(&upload).await;
-    let _ = state.queue.spend_upload_ticket(&request.upload_id).await;
-    // The fingerprint of a presigned upload is its id and spec: the bytes went elsewhere.
-    intake.bytes = RequestBytes::new(u64::MAX, true);
-    intake
-        .bytes
-        .add_to_fingerprint(request.upload_id.as_bytes());
-    intake.bytes.add_to_fingerprint(spec.to_json().as_bytes());
-    state.metrics.uploaded(meta.size);
-    let input = image_input(original, (info, meta.size));
-    intake
-        .submit(state, &req, caller, (spec, input), stored)
-        .await
 }
 
 /// The live ticket of `upload_id` (`None` for anything that is not one).

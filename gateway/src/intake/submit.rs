@@ -8,7 +8,6 @@ use pipeline::spec::Spec;
 use pipeline::view::JobLinks;
 
 use super::{Intake, StoredInputs};
-use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::middleware::RequestId;
 use crate::state::AppState;
@@ -19,23 +18,30 @@ const STALE_CLAIM_MS: u64 = 60_000;
 impl Intake {
     /// Records and queues the job. Its inputs (`stored`) stay with the job; they are deleted
     /// when the request turns out to repeat an earlier one, or when queueing fails.
-    pub async fn submit(
+    pub(super) async fn submit(
         self,
-        state: &AppState,
-        req: &HttpRequest,
-        caller: &Caller,
         (spec, input): (Spec, JobInput),
         stored: StoredInputs,
     ) -> Result<HttpResponse, ApiError> {
+        let Intake {
+            req,
+            state,
+            caller,
+            job_id,
+            bytes,
+            idempotency,
+            _permit,
+        } = self;
+        let (state, req) = (&*state, &req);
         let job = NewJob {
-            id: self.job_id,
+            id: job_id,
             spec,
             input,
             owner: caller.owner.clone(),
             request_id: RequestId::get(req),
         };
         let owner = caller.owner.as_deref();
-        let idempotency = self.idempotency.map(|key| (key, self.bytes.fingerprint()));
+        let idempotency = idempotency.map(|key| (key, bytes.fingerprint()));
         if let Some((key, fingerprint)) = &idempotency {
             if let Some(earlier) = claim(state, owner, key, &job.id, fingerprint).await? {
                 stored.discard().await;

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use pipeline::view::{rfc3339, JobView};
 use serde::{Deserialize, Serialize};
 
-use super::load_job;
+use super::VisibleJob;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -75,23 +75,12 @@ pub async fn list(
 #[utoipa::path(post, path = "/v1/dead-letter/{id}/replay", tag = "dead-letter",
     params(("id" = String, Path, description = "job id")),
     responses((status = 202, body = JobView), (status = 404, description = "no such job in the dead-letter list")))]
-pub async fn replay(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, ApiError> {
-    let record = load_job(&state, &caller, &path).await?;
-    if !state.queue.replay(&record.id).await? {
+pub async fn replay(job: VisibleJob) -> Result<HttpResponse, ApiError> {
+    if !job.state.queue.replay(&job.record.id).await? {
         return Err(ApiError::NotFound(format!(
             "job {} is not in the dead-letter list",
-            record.id
+            job.record.id
         )));
     }
-    let record = state
-        .queue
-        .get(&record.id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Accepted().json(JobView::new(&record, &state.base_url(&req))))
+    Ok(HttpResponse::Accepted().json(job.reread().await?))
 }

@@ -3,10 +3,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::is_multipart;
-use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::intake::{frames_from_form, frames_from_raw, Intake};
-use crate::state::AppState;
+use crate::intake::Intake;
 
 /// Multipart with repeated `frame` parts (encoded images) and an optional `spec` part, or a raw
 /// buffer with `?pixel_format=rgb24|rgba|gray|yuv420p|nv12&width=W&height=H`.
@@ -23,14 +21,12 @@ use crate::state::AppState;
 )]
 pub async fn create(
     req: HttpRequest,
+    intake: Intake,
     payload: web::Payload,
-    state: web::Data<AppState>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let intake = Intake::begin(&state, &req).await?;
     if is_multipart(&req) {
-        frames_from_form(intake, req, payload, &state, &caller).await
+        intake.frames_from_form(payload).await
     } else {
-        frames_from_raw(intake, req, payload, &state, &caller).await
+        intake.frames_from_raw(payload).await
     }
 }

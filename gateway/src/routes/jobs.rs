@@ -9,14 +9,14 @@ use futures::StreamExt;
 use pipeline::job::{JobRecord, JobStatus};
 use pipeline::queue::CancelOutcome;
 use pipeline::spec::SpecError;
-use pipeline::storage::ObjectKey;
+use pipeline::storage::{ObjectKey, Presign};
 use pipeline::view::JobView;
 use serde::Deserialize;
 
-use super::{is_multipart, load_job};
+use super::{is_multipart, load_job, VisibleJob};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::intake::{image_from_body, image_from_form, image_from_upload, Intake};
+use crate::intake::Intake;
 use crate::state::AppState;
 
 /// The largest spec accepted in a multipart part or a JSON body.
@@ -41,17 +41,15 @@ pub const MAX_SPEC_LEN: usize = 64 << 10;
 )]
 pub async fn create(
     req: HttpRequest,
+    intake: Intake,
     payload: web::Payload,
-    state: web::Data<AppState>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let intake = Intake::begin(&state, &req).await?;
     if is_multipart(&req) {
-        image_from_form(intake, req, payload, &state, &caller).await
+        intake.image_from_form(payload).await
     } else if req.content_type().eq_ignore_ascii_case("application/json") {
-        image_from_upload(intake, req, payload, &state, &caller).await
+        intake.image_from_upload(payload).await
     } else {
-        image_from_body(intake, req, payload, &state, &caller).await
+        intake.image_from_body(payload).await
     }
 }
 
@@ -59,14 +57,8 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "job id")),
     responses((status = 200, body = JobView), (status = 404), (status = 401), (status = 503)))]
-pub async fn get(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, ApiError> {
-    let record = load_job(&state, &caller, &path).await?;
-    Ok(HttpResponse::Ok().json(JobView::new(&record, &state.base_url(&req))))
+pub async fn get(job: VisibleJob) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(JobView::new(&job.record, &job.base)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -131,22 +123,11 @@ pub async fn list(
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "job id")),
     responses((status = 200, body = JobView), (status = 404), (status = 401)))]
-pub async fn cancel(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, ApiError> {
-    let record = load_job(&state, &caller, &path).await?;
-    if state.queue.cancel(&record.id).await? == CancelOutcome::Missing {
+pub async fn cancel(job: VisibleJob) -> Result<HttpResponse, ApiError> {
+    if job.state.queue.cancel(&job.record.id).await? == CancelOutcome::Missing {
         return Err(ApiError::not_found());
     }
-    let record = state
-        .queue
-        .get(&record.id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(JobView::new(&record, &state.base_url(&req))))
+    Ok(HttpResponse::Ok().json(job.reread().await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -208,7 +189,7 @@ pub async fn output(
     let key = ObjectKey::parse(&output.key).map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Some(url) = state
         .storage
-        .presign_get(&key, state.settings.presign_ttl)
+        .presign(&key, Presign::Get, state.settings.presign_ttl)
         .await?
     {
         return Ok(HttpResponse::TemporaryRedirect()

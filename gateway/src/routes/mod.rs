@@ -8,8 +8,11 @@ pub mod jobs;
 pub mod ops;
 mod uploads;
 
-use actix_web::web;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
 use pipeline::job::{is_job_id, JobRecord};
+use pipeline::view::JobView;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -57,8 +60,52 @@ pub(crate) async fn load_job(
     }
 }
 
+/// The job the path's `{id}` names, when the caller may see it (404 otherwise, also for
+/// another key's job), with what answering about it takes.
+pub struct VisibleJob {
+    pub record: JobRecord,
+    pub state: web::Data<AppState>,
+    /// The origin URLs in answers start with.
+    pub base: String,
+}
+
+impl VisibleJob {
+    async fn extract(req: HttpRequest) -> Result<VisibleJob, ApiError> {
+        let state = AppState::of(&req)?;
+        let caller = Caller::extract(&req).await?;
+        let id = req.match_info().get("id").unwrap_or_default();
+        let record = load_job(&state, &caller, id).await?;
+        let base = state.base_url(&req);
+        Ok(VisibleJob {
+            record,
+            state,
+            base,
+        })
+    }
+
+    /// The job as it stands now (after a change made to it), as API.md shows it.
+    async fn reread(&self) -> Result<JobView, ApiError> {
+        let record = self
+            .state
+            .queue
+            .get(&self.record.id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        Ok(JobView::new(&record, &self.base))
+    }
+}
+
+impl FromRequest for VisibleJob {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<VisibleJob, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        Box::pin(VisibleJob::extract(req.clone()))
+    }
+}
+
 /// Whether a request body is a multipart form.
-fn is_multipart(req: &actix_web::HttpRequest) -> bool {
+fn is_multipart(req: &HttpRequest) -> bool {
     use actix_web::HttpMessage as _;
     req.content_type()
         .to_ascii_lowercase()

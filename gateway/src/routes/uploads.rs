@@ -3,7 +3,7 @@
 //! `POST /v1/jobs` with `{"upload_id", "spec"}` makes it a job (`intake::image_from_upload`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use pipeline::storage::ObjectKey;
+use pipeline::storage::{ObjectKey, Presign};
 use pipeline::view::rfc3339;
 use serde::Serialize;
 
@@ -39,7 +39,7 @@ pub async fn create(
         .queue
         .create_upload_ticket(&upload_id, caller.owner.as_deref(), ticket_ttl)
         .await?;
-    let url = match state.storage.presign_put(&key, ttl).await? {
+    let url = match state.storage.presign(&key, Presign::Put, ttl).await? {
         Some(url) => url,
         None => format!("{}/v1/uploads/{upload_id}", state.base_url(&req)),
     };

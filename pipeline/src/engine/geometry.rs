@@ -57,14 +57,19 @@ impl Source {
 
     /// The whole source scaled by one factor.
     fn uniform(&self, scale: f64) -> ResizePlan {
-        let s = self.cap(scale);
-        let scaled = (scale_len(self.size.0, s), scale_len(self.size.1, s));
+        self.stretched((scale, scale))
+    }
+
+    /// The whole source scaled by a factor per axis.
+    fn stretched(&self, (sx, sy): (f64, f64)) -> ResizePlan {
+        let (sx, sy) = (self.cap(sx), self.cap(sy));
+        let scaled = (scale_len(self.size.0, sx), scale_len(self.size.1, sy));
         ResizePlan {
             source: self.whole(),
             scaled,
             canvas: scaled,
             offset: (0, 0),
-            scale: (s, s),
+            scale: (sx, sy),
         }
     }
 
@@ -121,17 +126,7 @@ impl ResizePlan {
         match resize.fit {
             Fit::Inside => source.snapped((tw, th), fx.min(fy), fx <= fy),
             Fit::Outside => source.snapped((tw, th), fx.max(fy), fx >= fy),
-            Fit::Fill => {
-                let (sx, sy) = (source.cap(fx), source.cap(fy));
-                let scaled = (scale_len(w, sx), scale_len(h, sy));
-                ResizePlan {
-                    source: source.whole(),
-                    scaled,
-                    canvas: scaled,
-                    offset: (0, 0),
-                    scale: (sx, sy),
-                }
-            }
+            Fit::Fill => source.stretched((fx, fy)),
             Fit::Cover => source.cover((tw, th), fx.max(fy)),
             Fit::Contain => {
                 let mut plan = source.snapped((tw, th), fx.min(fy), fx <= fy);

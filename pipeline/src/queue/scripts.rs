@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Shared Lua helpers (events, the server clock), prepended to the scripts that use them.
+/// Shared Lua helpers (events, the server clock, consumer group info), prepended to the
+/// scripts that use them.
 const HELPERS: &str = include_str!("lua/helpers.lua");
 
 fn with_helpers(body: &str) -> Script {
@@ -34,10 +35,10 @@ pub static COMPLETE: LazyLock<Script> =
     LazyLock::new(|| with_helpers(include_str!("lua/complete.lua")));
 
 /// Trims delivered and acknowledged entries from the job streams. See `lua/trim.lua`.
-pub static TRIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trim.lua")));
+pub static TRIM: LazyLock<Script> = LazyLock::new(|| with_helpers(include_str!("lua/trim.lua")));
 
 /// Queue depth: lag and pending per stream, delayed and dead counts. See `lua/depth.lua`.
-pub static DEPTH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/depth.lua")));
+pub static DEPTH: LazyLock<Script> = LazyLock::new(|| with_helpers(include_str!("lua/depth.lua")));
 
 /// Moves due retries from the delayed set back onto their streams. See `lua/promote.lua`.
 pub static PROMOTE: LazyLock<Script> =

@@ -86,11 +86,7 @@ impl LocalStore {
         .await
         .map_err(|e| StorageError::Unavailable(e.to_string()))?;
         written.map_err(io)?;
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size,
-            last_modified: Some(std::time::SystemTime::now()),
-        })
+        Ok(ObjectMeta::stored_now(key, size))
     }
 
     pub async fn put_stream(
@@ -100,17 +96,7 @@ impl LocalStore {
     ) -> Result<ObjectMeta, StorageError> {
         // Most uploads fit in one part: gather it and write it in one go.
         let mut first = bytes::BytesMut::new();
-        let mut ended = false;
-        while first.len() < super::PART_SIZE {
-            match body.next().await {
-                Some(chunk) => first.extend_from_slice(&chunk.map_err(StorageError::Body)?),
-                None => {
-                    ended = true;
-                    break;
-                }
-            }
-        }
-        if ended {
+        if super::fill_part(&mut first, &mut body).await? {
             return self.put(key, first.freeze()).await;
         }
         let temp = self.temp_path();
@@ -141,31 +127,35 @@ impl LocalStore {
         let result = async {
             let mut file = written?;
             file.flush().await.map_err(io)?;
-            // The object must survive a power cut once we say it is stored.
-            file.sync_all().await.map_err(io)?;
             drop(file);
-            let path = self.path(key);
-            let parent = path
-                .parent()
-                .expect("keys have a parent under the root")
-                .to_owned();
-            tokio::fs::create_dir_all(&parent).await.map_err(io)?;
-            tokio::fs::rename(&temp, &path).await.map_err(io)?;
-            sync_dir(&parent).await;
-            Ok(())
+            self.install(&temp, key).await
         }
         .await;
-        match result {
-            Ok(()) => Ok(ObjectMeta {
-                key: key.to_string(),
-                size,
-                last_modified: Some(std::time::SystemTime::now()),
-            }),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&temp).await;
-                Err(e)
-            }
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&temp).await;
         }
+        result.map(|()| ObjectMeta::stored_now(key, size))
+    }
+
+    /// Moves a complete temporary file into place as `key`, durably: the file is fsynced
+    /// (the object must survive a power cut once we say it is stored), renamed, and its
+    /// directory fsynced.
+    async fn install(&self, temp: &Path, key: &ObjectKey) -> Result<(), StorageError> {
+        tokio::fs::File::open(temp)
+            .await
+            .map_err(io)?
+            .sync_all()
+            .await
+            .map_err(io)?;
+        let path = self.path(key);
+        let parent = path
+            .parent()
+            .expect("keys have a parent under the root")
+            .to_owned();
+        tokio::fs::create_dir_all(&parent).await.map_err(io)?;
+        tokio::fs::rename(temp, &path).await.map_err(io)?;
+        sync_dir(&parent).await;
+        Ok(())
     }
 
     pub async fn get(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
@@ -203,32 +193,11 @@ impl LocalStore {
             }
             Err(e) => return Err(io(e)),
         };
-        let result = async {
-            tokio::fs::File::open(&temp)
-                .await
-                .map_err(io)?
-                .sync_all()
-                .await
-                .map_err(io)?;
-            let path = self.path(to);
-            let parent = path
-                .parent()
-                .expect("keys have a parent under the root")
-                .to_owned();
-            tokio::fs::create_dir_all(&parent).await.map_err(io)?;
-            tokio::fs::rename(&temp, &path).await.map_err(io)?;
-            sync_dir(&parent).await;
-            Ok(())
-        }
-        .await;
+        let result = self.install(&temp, to).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&temp).await;
         }
-        result.map(|()| ObjectMeta {
-            key: to.to_string(),
-            size,
-            last_modified: Some(std::time::SystemTime::now()),
-        })
+        result.map(|()| ObjectMeta::stored_now(to, size))
     }
 
     pub async fn get_stream(

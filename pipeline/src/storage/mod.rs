@@ -78,6 +78,39 @@ pub struct ObjectMeta {
     pub last_modified: Option<SystemTime>,
 }
 
+impl ObjectMeta {
+    /// An object just stored.
+    pub fn stored_now(key: &ObjectKey, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            key: key.to_string(),
+            size,
+            last_modified: Some(SystemTime::now()),
+        }
+    }
+}
+
+/// What a presigned URL lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presign {
+    Get,
+    Put,
+}
+
+/// Reads `body` into `part` until it holds [`PART_SIZE`] bytes; `true` when the body ended.
+pub(crate) async fn fill_part(
+    part: &mut bytes::BytesMut,
+    body: &mut BodyStream<'_>,
+) -> Result<bool, StorageError> {
+    use futures::StreamExt;
+    while part.len() < PART_SIZE {
+        match body.next().await {
+            Some(chunk) => part.extend_from_slice(&chunk.map_err(StorageError::Body)?),
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
 /// An object store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub enum Storage {
@@ -222,28 +255,17 @@ impl Storage {
         }
     }
 
-    /// A URL anyone can GET the object from until `expires`; `None` where the backend cannot
-    /// sign (a local directory: the gateway serves those bytes itself).
-    pub async fn presign_get(
+    /// A URL anyone can GET (or PUT) the object with until `expires`; `None` where the backend
+    /// cannot sign (a local directory: the gateway serves and takes those bytes itself).
+    pub async fn presign(
         &self,
         key: &ObjectKey,
+        method: Presign,
         expires: Duration,
     ) -> Result<Option<String>, StorageError> {
         match self {
             Storage::Local(_) => Ok(None),
-            Storage::S3(s) => s.presign_get(key, expires).await.map(Some),
-        }
-    }
-
-    /// A URL a client can PUT the object to until `expires`; `None` where the backend cannot.
-    pub async fn presign_put(
-        &self,
-        key: &ObjectKey,
-        expires: Duration,
-    ) -> Result<Option<String>, StorageError> {
-        match self {
-            Storage::Local(_) => Ok(None),
-            Storage::S3(s) => s.presign_put(key, expires).await.map(Some),
+            Storage::S3(s) => s.presign(key, method, expires).await.map(Some),
         }
     }
 

@@ -9,14 +9,16 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 
-use super::{BodyStream, ObjectKey, ObjectMeta, ObjectStream, StorageError, PART_SIZE};
+use super::{
+    fill_part, BodyStream, ObjectKey, ObjectMeta, ObjectStream, Presign, StorageError, PART_SIZE,
+};
 
 /// How to reach a bucket.
 #[derive(Debug, Clone)]
@@ -157,11 +159,7 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| classify(e, key.as_str()))?;
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size,
-            last_modified: Some(std::time::SystemTime::now()),
-        })
+        Ok(ObjectMeta::stored_now(key, size))
     }
 
     pub async fn put_stream(
@@ -172,17 +170,7 @@ impl S3Store {
     ) -> Result<ObjectMeta, StorageError> {
         // The first part decides: a body that fits in one part is one PUT.
         let mut part = BytesMut::new();
-        let mut ended = false;
-        while part.len() < PART_SIZE {
-            match body.next().await {
-                Some(chunk) => part.extend_from_slice(&chunk.map_err(StorageError::Body)?),
-                None => {
-                    ended = true;
-                    break;
-                }
-            }
-        }
-        if ended {
+        if fill_part(&mut part, &mut body).await? {
             return self.put(key, part.freeze(), content_type).await;
         }
 
@@ -218,11 +206,7 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(|e| classify(e, key.as_str()))?;
-                Ok(ObjectMeta {
-                    key: key.to_string(),
-                    size,
-                    last_modified: Some(std::time::SystemTime::now()),
-                })
+                Ok(ObjectMeta::stored_now(key, size))
             }
             Err(e) => {
                 // Leave nothing behind: parts of an abandoned upload cost storage forever.
@@ -251,11 +235,8 @@ impl S3Store {
         let mut part = first;
         let mut ended = false;
         loop {
-            while !ended && part.len() < PART_SIZE {
-                match body.next().await {
-                    Some(chunk) => part.extend_from_slice(&chunk.map_err(StorageError::Body)?),
-                    None => ended = true,
-                }
+            if !ended {
+                ended = fill_part(&mut part, body).await?;
             }
             if part.is_empty() {
                 break;
@@ -287,15 +268,24 @@ impl S3Store {
         Ok((parts, size))
     }
 
-    pub async fn get(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
-        let object = self
-            .client
+    /// GET of the object, or of `range` of it.
+    async fn get_object(
+        &self,
+        key: &ObjectKey,
+        range: Option<String>,
+    ) -> Result<GetObjectOutput, StorageError> {
+        self.client
             .get_object()
             .bucket(&self.settings.bucket)
             .key(self.full_key(key.as_str()))
+            .set_range(range)
             .send()
             .await
-            .map_err(|e| classify(e, key.as_str()))?;
+            .map_err(|e| classify(e, key.as_str()))
+    }
+
+    pub async fn get(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
+        let object = self.get_object(key, None).await?;
         let data = object
             .body
             .collect()
@@ -309,14 +299,8 @@ impl S3Store {
             return Ok(Bytes::new());
         }
         let object = self
-            .client
-            .get_object()
-            .bucket(&self.settings.bucket)
-            .key(self.full_key(key.as_str()))
-            .range(format!("bytes=0-{}", len - 1))
-            .send()
-            .await
-            .map_err(|e| classify(e, key.as_str()))?;
+            .get_object(key, Some(format!("bytes=0-{}", len - 1)))
+            .await?;
         let data = object
             .body
             .collect()
@@ -338,25 +322,14 @@ impl S3Store {
             .await
             .map_err(|e| classify(e, from.as_str()))?;
         let size = self.head(to).await?.map_or(0, |m| m.size);
-        Ok(ObjectMeta {
-            key: to.to_string(),
-            size,
-            last_modified: Some(std::time::SystemTime::now()),
-        })
+        Ok(ObjectMeta::stored_now(to, size))
     }
 
     pub async fn get_stream(
         &self,
         key: &ObjectKey,
     ) -> Result<(ObjectMeta, ObjectStream), StorageError> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(&self.settings.bucket)
-            .key(self.full_key(key.as_str()))
-            .send()
-            .await
-            .map_err(|e| classify(e, key.as_str()))?;
+        let object = self.get_object(key, None).await?;
         let meta = ObjectMeta {
             key: key.to_string(),
             size: object.content_length().unwrap_or(0).max(0) as u64,
@@ -442,39 +415,33 @@ impl S3Store {
             .collect())
     }
 
-    pub async fn presign_get(
+    pub async fn presign(
         &self,
         key: &ObjectKey,
+        method: Presign,
         expires: Duration,
     ) -> Result<String, StorageError> {
         let config = PresigningConfig::expires_in(expires)
             .map_err(|e| StorageError::Config(e.to_string()))?;
-        let request = self
-            .client
-            .get_object()
-            .bucket(&self.settings.bucket)
-            .key(self.full_key(key.as_str()))
-            .presigned(config)
-            .await
-            .map_err(|e| classify(e, key.as_str()))?;
-        Ok(request.uri().to_owned())
-    }
-
-    pub async fn presign_put(
-        &self,
-        key: &ObjectKey,
-        expires: Duration,
-    ) -> Result<String, StorageError> {
-        let config = PresigningConfig::expires_in(expires)
-            .map_err(|e| StorageError::Config(e.to_string()))?;
-        let request = self
-            .client
-            .put_object()
-            .bucket(&self.settings.bucket)
-            .key(self.full_key(key.as_str()))
-            .presigned(config)
-            .await
-            .map_err(|e| classify(e, key.as_str()))?;
+        let (bucket, full_key) = (&self.settings.bucket, self.full_key(key.as_str()));
+        let request = match method {
+            Presign::Get => self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(full_key)
+                .presigned(config)
+                .await
+                .map_err(|e| classify(e, key.as_str()))?,
+            Presign::Put => self
+                .client
+                .put_object()
+                .bucket(bucket)
+                .key(full_key)
+                .presigned(config)
+                .await
+                .map_err(|e| classify(e, key.as_str()))?,
+        };
         Ok(request.uri().to_owned())
     }
 

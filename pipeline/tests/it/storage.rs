@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use pipeline::storage::{
-    BodyError, BodyStream, ObjectKey, S3Store, Storage, StorageError, PART_SIZE,
+    BodyError, BodyStream, ObjectKey, Presign, S3Store, Storage, StorageError, PART_SIZE,
 };
 
 use crate::common::{redis_query, s3_settings, S3Server};
@@ -293,11 +293,11 @@ async fn presigned_urls_work_with_a_plain_http_client(backend: Backend) {
     let storage = &backend.storage;
     let k = key("uploads/u1");
     let put = storage
-        .presign_put(&k, Duration::from_secs(300))
+        .presign(&k, Presign::Put, Duration::from_secs(300))
         .await
         .unwrap();
     let get = storage
-        .presign_get(&k, Duration::from_secs(300))
+        .presign(&k, Presign::Get, Duration::from_secs(300))
         .await
         .unwrap();
     let (Some(put), Some(get)) = (put, get) else {

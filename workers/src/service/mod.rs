@@ -21,28 +21,19 @@ use pipeline::queue::{
     Consumer, Lease, LeaseState, Outcome, Queue, QueueError, Started, WorkerInfo,
 };
 use pipeline::shutdown::Shutdown;
-use pipeline::storage::{Storage, StorageError};
+use pipeline::storage::Storage;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::connect::{connect, ConnectError};
 use crate::metrics::Metrics;
 use crate::settings::WorkerSettings;
 
 /// Why a worker cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot use Redis at {url}")]
-    Redis {
-        url: String,
-        #[source]
-        source: QueueError,
-    },
-    #[error("cannot use storage {url}")]
-    Storage {
-        url: String,
-        #[source]
-        source: StorageError,
-    },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("cannot start the engine pool")]
     Pool(#[source] rayon::ThreadPoolBuildError),
     #[error("cannot serve metrics on {addr}")]
@@ -93,25 +84,17 @@ impl Worker {
     /// Connects to Redis and storage (failing clearly when either is unusable), warns about a
     /// Redis that could lose jobs, and starts the engine pool.
     pub async fn build(settings: WorkerSettings) -> Result<Worker, StartError> {
-        let queue = Queue::connect(&settings.redis_url, settings.queue.clone())
-            .await
-            .map_err(|source| StartError::Redis {
-                url: settings.redis_url.clone(),
-                source,
-            })?;
-        for warning in queue.check_server().await {
-            tracing::warn!("{warning}");
-        }
-        let storage = Storage::open(&settings.storage, settings.s3_endpoint.as_deref())
-            .await
-            .map_err(|source| StartError::Storage {
-                url: settings.storage.clone(),
-                source,
-            })?;
+        let (queue, storage) = connect(
+            &settings.redis_url,
+            settings.queue.clone(),
+            &settings.storage,
+            settings.s3_endpoint.as_deref(),
+        )
+        .await?;
         let name = uuid::Uuid::new_v4().to_string();
         let consumer = Consumer::new(&queue, &settings.redis_url, name.clone(), FETCH_BLOCK)
             .await
-            .map_err(|source| StartError::Redis {
+            .map_err(|source| ConnectError::Redis {
                 url: settings.redis_url.clone(),
                 source,
             })?;

@@ -5,19 +5,13 @@
 local out = {}
 for i = 1, 3 do
   local lag, pending = 0, 0
-  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[i])
-  if ok then
-    for _, g in ipairs(groups) do
-      local info = {}
-      for k = 1, #g, 2 do info[g[k]] = g[k + 1] end
-      if info['name'] == ARGV[1] then
-        pending = info['pending']
-        lag = info['lag']
-        if type(lag) ~= 'number' then
-          -- Unknown lag: count the entries after the last delivered one.
-          lag = #redis.call('XRANGE', KEYS[i], '(' .. info['last-delivered-id'], '+', 'COUNT', 100000)
-        end
-      end
+  local info = group_info(KEYS[i], ARGV[1])
+  if info then
+    pending = info['pending']
+    lag = info['lag']
+    if type(lag) ~= 'number' then
+      -- Unknown lag: count the entries after the last delivered one.
+      lag = #redis.call('XRANGE', KEYS[i], '(' .. info['last-delivered-id'], '+', 'COUNT', 100000)
     end
   end
   table.insert(out, lag)

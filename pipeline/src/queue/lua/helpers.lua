@@ -23,3 +23,14 @@ local DURATION_BOUNDS = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800}
 local function terminal(status)
   return status == 'succeeded' or status == 'failed' or status == 'cancelled'
 end
+-- The XINFO GROUPS fields of consumer group `group` on `stream`, or nil (no stream, no group).
+local function group_info(stream, group)
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  if not ok then return nil end
+  for _, g in ipairs(groups) do
+    local info = {}
+    for k = 1, #g, 2 do info[g[k]] = g[k + 1] end
+    if info['name'] == group then return info end
+  end
+  return nil
+end

@@ -14,19 +14,13 @@ local function less(a, b)
 end
 local removed = 0
 for i = 1, 3 do
-  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[i])
-  if ok then
-    for _, g in ipairs(groups) do
-      local info = {}
-      for k = 1, #g, 2 do info[g[k]] = g[k + 1] end
-      if info['name'] == ARGV[1] then
-        local ms, seq = parse(info['last-delivered-id'])
-        local threshold = ms .. '-' .. (seq + 1)
-        local pending = redis.call('XPENDING', KEYS[i], ARGV[1])
-        if pending[1] > 0 and less(pending[2], threshold) then threshold = pending[2] end
-        removed = removed + redis.call('XTRIM', KEYS[i], 'MINID', threshold)
-      end
-    end
+  local info = group_info(KEYS[i], ARGV[1])
+  if info then
+    local ms, seq = parse(info['last-delivered-id'])
+    local threshold = ms .. '-' .. (seq + 1)
+    local pending = redis.call('XPENDING', KEYS[i], ARGV[1])
+    if pending[1] > 0 and less(pending[2], threshold) then threshold = pending[2] end
+    removed = removed + redis.call('XTRIM', KEYS[i], 'MINID', threshold)
   end
 end
 return removed
