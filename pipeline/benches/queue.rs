@@ -124,7 +124,7 @@ async fn main() {
         "  round trips per job:         {:>10.3}  (producer + fetch + start + complete)",
         round_trips.load(Ordering::Relaxed) as f64 / total as f64
     );
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 /// Runs `consumers` consumers until `expected` jobs have succeeded.
@@ -181,8 +181,4 @@ async fn drain(
     for task in tasks {
         task.await.unwrap();
     }
-}
-
-async fn purge(queue: &Queue) {
-    let _ = queue.purge().await;
 }

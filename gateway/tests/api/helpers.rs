@@ -208,13 +208,8 @@ impl TestApp {
         if let Some(task) = self.task.take() {
             task.await.expect("app task").expect("app stopped cleanly");
         }
-        purge(&self.queue).await;
+        self.queue.purge().await.ok();
     }
-}
-
-/// Deletes every key of a test queue.
-pub async fn purge(queue: &Queue) {
-    let _ = queue.purge().await;
 }
 
 /// Asserts a response is an `application/problem+json` error with this status and code, and

@@ -10,7 +10,7 @@ use pipeline::queue::{Queue, QueueConfig};
 use serde_json::Value;
 
 use crate::helpers::JsonBody;
-use crate::helpers::{corpus, purge, redis_url};
+use crate::helpers::{corpus, redis_url};
 
 /// A binary of this workspace, built beside the gateway (`cargo test --workspace` builds all).
 pub(crate) fn binary(name: &str) -> PathBuf {
@@ -348,7 +348,7 @@ async fn two_workers_share_the_load_and_the_outputs_are_right() {
         768,
         "1600 px asked, never enlarged"
     );
-    purge(&cluster.queue).await;
+    cluster.queue.purge().await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,7 +387,7 @@ async fn a_worker_killed_under_load_loses_nothing() {
         retried >= 1,
         "the killed worker's job was taken over (and shows a second attempt)"
     );
-    purge(&cluster.queue).await;
+    cluster.queue.purge().await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,7 +434,7 @@ async fn sigterm_stops_a_worker_within_its_deadline_and_loses_nothing() {
     let _other = cluster.worker(&[]);
     let jobs = cluster.wait_all(&ids, Duration::from_secs(240)).await;
     assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
-    purge(&cluster.queue).await;
+    cluster.queue.purge().await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,7 +466,7 @@ async fn a_job_over_its_timeout_fails_with_timeout_and_the_worker_carries_on() {
         .await
         .remove(0);
     assert_eq!(job["status"], "succeeded", "the worker carried on: {job}");
-    purge(&cluster.queue).await;
+    cluster.queue.purge().await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

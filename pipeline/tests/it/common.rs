@@ -5,16 +5,7 @@ use std::path::PathBuf;
 use image::DynamicImage;
 use pipeline::spec::Spec;
 
-/// A file of the shared real-image corpus (`../shared/corpus` from the project root, or
-/// `$IMAGEPIPE_CORPUS`). Missing corpus files fail the test: they are part of the suite.
-pub fn corpus(relative: &str) -> PathBuf {
-    let root = std::env::var_os("IMAGEPIPE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
-    let path = root.join(relative);
-    assert!(path.exists(), "corpus file missing: {}", path.display());
-    path
-}
+pub use fixtures::servers::corpus;
 
 pub fn read_corpus(relative: &str) -> Vec<u8> {
     std::fs::read(corpus(relative)).expect("read corpus file")

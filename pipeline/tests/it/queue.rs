@@ -50,11 +50,6 @@ async fn consumer(queue: &Queue, url: &str) -> Consumer {
     .expect("consumer")
 }
 
-/// Deletes every key of a test queue.
-async fn purge(queue: &Queue) {
-    let _ = queue.purge().await;
-}
-
 fn new_job(priority: Priority, owner: Option<&str>) -> NewJob {
     let id = new_job_id();
     let mut spec =
@@ -229,7 +224,7 @@ async fn a_job_goes_queued_running_succeeded_with_ttl_and_events() {
         "queued and succeeded in the global events stream"
     );
     assert_eq!(queue.outcome_totals().await.unwrap().succeeded, 1);
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test]
@@ -261,7 +256,7 @@ async fn a_late_duplicate_delivery_is_acknowledged_and_dropped() {
         "never re-run"
     );
     assert_eq!(queue.depth().await.unwrap().in_flight, [0; 3]);
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test]
@@ -329,7 +324,7 @@ async fn a_poison_job_backs_off_then_dead_letters_and_replays() {
         (totals.retried, totals.dead, totals.failed, totals.succeeded),
         (3, 1, 1, 1)
     );
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test]
@@ -354,7 +349,7 @@ async fn a_bad_input_fails_at_once_without_retry() {
         "not dead-lettered: it never was worth retrying"
     );
     assert_eq!(queue.depth().await.unwrap().delayed, 0);
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test]
@@ -408,7 +403,7 @@ async fn cancelled_jobs_never_run_or_stop_at_a_checkpoint() {
         queue.cancel(&new_job_id()).await.unwrap(),
         CancelOutcome::Missing
     );
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test]
@@ -449,7 +444,7 @@ async fn idempotency_keys_map_to_one_job_per_owner() {
             .unwrap(),
         IdempotencyClaim::New
     );
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test]
@@ -478,7 +473,7 @@ async fn higher_priorities_are_served_first() {
         .map(|&i| jobs[i].id.clone())
         .collect();
     assert_eq!(order, expected);
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,7 +520,7 @@ async fn a_cpu_bound_job_longer_than_the_visibility_timeout_keeps_its_lease() {
     holder.complete(&[(lease, succeed(&record))]).await.unwrap();
     let done = queue.get(&job.id).await.unwrap().unwrap();
     assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 /// Entry point of the child process in the SIGKILL test: starts one job and "works" on it
@@ -617,7 +612,7 @@ async fn a_killed_worker_s_job_is_taken_over_and_succeeds_once() {
         1,
         "succeeded once"
     );
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -769,7 +764,7 @@ async fn jobs_list_newest_first_per_owner_with_paging_and_status() {
         .await
         .unwrap();
     assert_eq!(queued.jobs.len(), 1);
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test]
@@ -798,7 +793,7 @@ async fn workers_register_by_heartbeat() {
     assert!(workers[0].last_seen > 0);
     queue.deregister(&info.id).await.unwrap();
     assert!(queue.workers().await.unwrap().is_empty());
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test]
@@ -877,7 +872,7 @@ async fn trimming_never_drops_an_unacknowledged_or_undelivered_entry() {
         reclaimed.iter().any(|d| d.job_id == jobs[1].id),
         "the pending entry survived trimming"
     );
-    purge(&queue).await;
+    queue.purge().await.ok();
 }
 
 #[tokio::test]
@@ -911,5 +906,5 @@ async fn a_handed_back_job_is_taken_over_at_once_without_using_an_attempt() {
     assert_eq!(ran, vec![job.id.clone()]);
     let done = queue.get(&job.id).await.unwrap().unwrap();
     assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
-    purge(&queue).await;
+    queue.purge().await.ok();
 }

@@ -10,6 +10,8 @@ use pipeline::storage::{
     BodyError, BodyStream, ObjectKey, Presign, S3Store, Storage, StorageError, PART_SIZE,
 };
 
+use fixtures::servers::TempDir;
+
 use crate::common::{redis_query, s3_settings, S3Server};
 
 /// A backend under test, with whatever keeps it alive.
@@ -19,24 +21,15 @@ struct Backend {
     _dir: Option<TempDir>,
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 async fn local() -> Backend {
-    let dir =
-        std::env::temp_dir().join(format!("imagepipe-local-{}", uuid::Uuid::new_v4().simple()));
-    let storage = Storage::open(&format!("file://{}", dir.display()), None)
+    let dir = TempDir::new("imagepipe-local");
+    let storage = Storage::open(&format!("file://{}", dir.path().display()), None)
         .await
         .unwrap();
     Backend {
         storage,
         _server: None,
-        _dir: Some(TempDir(dir)),
+        _dir: Some(dir),
     }
 }
 

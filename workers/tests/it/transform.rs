@@ -3,16 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use fixtures::servers::corpus;
 use serde_json::Value;
-
-fn corpus(relative: &str) -> PathBuf {
-    let root = std::env::var_os("IMAGEPIPE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
-    let path = root.join(relative);
-    assert!(path.exists(), "corpus file missing: {}", path.display());
-    path
-}
 
 fn worker(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_worker"))
