@@ -1,5 +1,5 @@
 //! A job as API.md shows it: in `GET /v1/jobs/{id}`, in events, in webhooks — and as the
-//! `imagepipe` client reads it back. The OpenAPI schemas come with the `openapi` feature.
+//! `imagepipe` client reads it back.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -9,10 +9,8 @@ use crate::failure::FailureCode;
 use crate::job::{JobRecord, JobStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub id: String,
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "succeeded"))]
     pub status: JobStatus,
     pub attempts: u32,
     /// RFC 3339.
@@ -41,7 +39,6 @@ pub struct JobView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OutputView {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,15 +51,12 @@ pub struct OutputView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorView {
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "decode_error"))]
     pub code: FailureCode,
     pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobLinks {
     #[serde(rename = "self")]
     pub self_: String,

@@ -214,9 +214,7 @@ pub async fn store_raw(
 ) -> Result<u64, ApiError> {
     let (head, ended) = read_head(&mut body, budget).await?;
     if head.is_empty() && ended {
-        return Err(ApiError::BadRequest(
-            "the body is empty: send frames".into(),
-        ));
+        return Err(ApiError::BadRequest("the body is empty".into()));
     }
     store_rest(storage, key, head.freeze(), body, budget).await
 }

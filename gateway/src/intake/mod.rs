@@ -19,7 +19,7 @@ use pipeline::job::new_job_id;
 use tokio::sync::OwnedSemaphorePermit;
 
 pub use body::{chunks, store_image, store_raw, RequestBytes, IDLE_TIMEOUT};
-pub use presigned::upload_ticket;
+pub use presigned::{upload_ticket, TICKET_GRACE};
 pub use stored::StoredInputs;
 pub use submit::{accepted, Accepted};
 
@@ -91,16 +91,18 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     match req.headers().get("idempotency-key") {
         None => Ok(None),
         Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "Idempotency-Key must be 1 to 255 visible characters".into(),
-                    )
-                })?;
-            Ok(Some(key.to_owned()))
+            let key = value.as_bytes();
+            let printable = |b: &u8| (b' '..=b'~').contains(b);
+            let valid = (1..=255).contains(&key.len())
+                && key.iter().all(printable)
+                && key.first() != Some(&b' ')
+                && key.last() != Some(&b' ');
+            if !valid {
+                return Err(ApiError::BadRequest(
+                    "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
+                ));
+            }
+            Ok(Some(String::from_utf8_lossy(key).into_owned()))
         }
     }
 }

@@ -16,6 +16,9 @@ use super::{Intake, RequestBytes, StoredInputs};
 use crate::error::{from_probe, ApiError};
 use crate::state::AppState;
 
+/// How much longer a ticket lives than its URL, so a PUT finishing late can still be used.
+pub const TICKET_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FromUpload {
@@ -37,19 +40,43 @@ impl Intake {
             value => Spec::from_json_value(value)?,
         };
         check(state, &spec, false)?;
-        let ticket = upload_ticket(state, &request.upload_id).await?;
-        if ticket.is_none_or(|t| t.owner != self.caller.owner) {
+        // Spent at once, so of several requests racing with one upload id exactly one goes on.
+        let owner = self.caller.owner.as_deref();
+        let claimed = uuid::Uuid::try_parse(&request.upload_id).is_ok()
+            && state
+                .queue
+                .claim_upload_ticket(&request.upload_id, owner)
+                .await?;
+        if !claimed {
             return Err(ApiError::NotFound("no such upload (or it expired)".into()));
         }
         let upload =
             ObjectKey::upload(&request.upload_id).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let (meta, info) = check_upload(state, &upload).await?;
         let original = original_key(&self.job_id)?;
         let mut stored = StoredInputs::new(&state.storage);
         stored.add(original.clone());
-        state.storage.copy(&upload, &original).await?;
+        let taken = async {
+            let checked = check_upload(state, &upload).await?;
+            state.storage.copy(&upload, &original).await?;
+            Ok::<_, ApiError>(checked)
+        }
+        .await;
+        let (meta, info) = match taken {
+            Ok(checked) => checked,
+            Err(e) => {
+                stored.discard().await;
+                if matches!(e, ApiError::Unavailable(_) | ApiError::BadRequest(_)) {
+                    // Storage trouble, or nothing PUT yet: the ticket stays good for a retry.
+                    let ttl = state.settings.presign_ttl + TICKET_GRACE;
+                    let _ = state
+                        .queue
+                        .create_upload_ticket(&request.upload_id, owner, ttl)
+                        .await;
+                }
+                return Err(e);
+            }
+        };
         let _ = state.storage.delete(&upload).await;
-        let _ = state.queue.spend_upload_ticket(&request.upload_id).await;
         // The fingerprint of a presigned upload is its id and spec: the bytes went elsewhere.
         self.bytes = RequestBytes::new(u64::MAX, true);
         self.bytes.add_to_fingerprint(request.upload_id.as_bytes());

@@ -132,7 +132,7 @@ async fn claim(
 }
 
 /// The answer to an accepted job.
-#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Accepted {
     pub id: String,
     pub status: String,

@@ -39,7 +39,7 @@ pub async fn page() -> HttpResponse {
 }
 
 /// Queue depth per priority.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize)]
 pub struct DepthView {
     pub high: u64,
     pub normal: u64,
@@ -55,7 +55,7 @@ pub struct DepthView {
 }
 
 /// A live worker, from its last heartbeat.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize)]
 pub struct WorkerView {
     pub id: String,
     pub host: String,
@@ -70,7 +70,7 @@ pub struct WorkerView {
 }
 
 /// Jobs that ended in one minute.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize)]
 pub struct MinuteView {
     /// Start of the minute, RFC 3339.
     pub minute: String,
@@ -83,7 +83,7 @@ pub struct MinuteView {
 }
 
 /// Run-time percentiles of the last (up to 1000) jobs that succeeded.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize)]
 pub struct DurationsView {
     pub count: u64,
     pub p50_ms: u64,
@@ -93,7 +93,7 @@ pub struct DurationsView {
 }
 
 /// Counters since the queue began.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize)]
 pub struct TotalsView {
     pub succeeded: u64,
     pub failed: u64,
@@ -103,7 +103,7 @@ pub struct TotalsView {
 }
 
 /// What the dashboard shows, besides job lists.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize)]
 pub struct Stats {
     pub queue: String,
     /// RFC 3339, when these figures were read.
@@ -195,8 +195,6 @@ async fn read_stats(state: &AppState) -> Result<Stats, ApiError> {
 
 /// `GET /v1/stats`: queue depth, workers, outcome counters per minute and run-time
 /// percentiles. Operational figures of the whole queue: any valid key may read them.
-#[utoipa::path(get, path = "/v1/stats", tag = "ops",
-    responses((status = 200, body = Stats), (status = 401), (status = 503)))]
 pub async fn stats(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -206,8 +204,6 @@ pub async fn stats(state: web::Data<AppState>, _caller: Caller) -> Result<HttpRe
 /// `GET /v1/events`: Server-Sent Events for dashboards. `event: stats` (the body of
 /// `GET /v1/stats`) at once and every 2 s; `event: job` (`{"id", "status", "progress",
 /// "attempts", "ts", "error"?}`) for every change of a job the caller may see.
-#[utoipa::path(get, path = "/v1/events", tag = "ops",
-    responses((status = 200, description = "text/event-stream"), (status = 401)))]
 pub async fn events(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
     let firehose = state.events.subscribe_all();
     let state = state.into_inner();

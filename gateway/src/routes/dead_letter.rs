@@ -4,12 +4,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use pipeline::view::{rfc3339, JobView};
 use serde::{Deserialize, Serialize};
 
-use super::VisibleJob;
+use super::{page_cursor, page_limit, VisibleJob};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize)]
 pub struct DeadQuery {
     /// 1–100 (default 20)
     limit: Option<usize>,
@@ -17,38 +17,31 @@ pub struct DeadQuery {
     cursor: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize)]
 pub struct DeadLetterView {
     /// RFC 3339.
     pub failed_at: String,
     pub job: JobView,
 }
 
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize)]
 pub struct DeadLetterList {
     pub jobs: Vec<DeadLetterView>,
     pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/dead-letter`: newest first; each key sees its own.
-#[utoipa::path(get, path = "/v1/dead-letter", tag = "dead-letter", params(DeadQuery),
-    responses((status = 200, body = DeadLetterList), (status = 401)))]
 pub async fn list(
     req: HttpRequest,
     query: web::Query<DeadQuery>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadSpec(pipeline::spec::SpecError::new(
-            "limit",
-            "must be an integer in 1..=100",
-        )));
-    }
+    let limit = page_limit(query.limit)?;
+    let cursor = page_cursor(query.cursor.as_deref(), pipeline::queue::is_stream_cursor)?;
     let base = state.base_url(&req);
     let mut jobs = Vec::new();
-    let mut cursor = query.cursor.clone();
+    let mut cursor = cursor.map(str::to_owned);
     // Other keys' entries are skipped, so a page may take several reads.
     loop {
         let (letters, next) = state.queue.dead_letters(limit, cursor.as_deref()).await?;
@@ -72,9 +65,6 @@ pub async fn list(
 }
 
 /// `POST /v1/dead-letter/{id}/replay`: back on the queue with a fresh set of attempts.
-#[utoipa::path(post, path = "/v1/dead-letter/{id}/replay", tag = "dead-letter",
-    params(("id" = String, Path, description = "job id")),
-    responses((status = 202, body = JobView), (status = 404, description = "no such job in the dead-letter list")))]
 pub async fn replay(job: VisibleJob) -> Result<HttpResponse, ApiError> {
     if !job.state.queue.replay(&job.record.id).await? {
         return Err(ApiError::NotFound(format!(

@@ -13,7 +13,7 @@ use pipeline::storage::{ObjectKey, Presign};
 use pipeline::view::JobView;
 use serde::Deserialize;
 
-use super::{is_multipart, load_job, VisibleJob};
+use super::{is_multipart, load_job, page_cursor, page_limit, VisibleJob};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::intake::Intake;
@@ -24,21 +24,6 @@ pub const MAX_SPEC_LEN: usize = 64 << 10;
 
 /// `POST /v1/jobs`: multipart (`file` and optional `spec` parts), a raw image body with the spec
 /// in the query, or JSON `{"upload_id", "spec"}` for a presigned upload.
-#[utoipa::path(
-    post,
-    path = "/v1/jobs",
-    tag = "jobs",
-    request_body(content = Vec<u8>, description = "multipart/form-data (parts `file`, `spec`), a raw image, or JSON {upload_id, spec}"),
-    params(("spec" = Option<String>, Query, description = "the spec as JSON (raw bodies)"),
-           ("w" = Option<u32>, Query, description = "shorthand: resize width"),
-           ("Idempotency-Key" = Option<String>, Header, description = "same key and body: same job")),
-    responses(
-        (status = 202, description = "accepted", body = crate::intake::Accepted),
-        (status = 400, description = "bad spec or request"), (status = 401), (status = 413),
-        (status = 415, description = "not an image"), (status = 422, description = "undecodable or over the pixel limit"),
-        (status = 429, description = "queue full or too many uploads in progress"), (status = 503)
-    )
-)]
 pub async fn create(
     req: HttpRequest,
     intake: Intake,
@@ -54,14 +39,11 @@ pub async fn create(
 }
 
 /// `GET /v1/jobs/{id}`.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "job id")),
-    responses((status = 200, body = JobView), (status = 404), (status = 401), (status = 503)))]
 pub async fn get(job: VisibleJob) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(JobView::new(&job.record, &job.base)))
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize)]
 pub struct ListQuery {
     /// queued, running, succeeded, failed or cancelled
     status: Option<String>,
@@ -71,15 +53,13 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-#[derive(serde::Serialize, utoipa::ToSchema)]
+#[derive(serde::Serialize)]
 pub struct JobList {
     pub jobs: Vec<JobView>,
     pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/jobs?status=&limit=&cursor=`: recent jobs, newest first.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
-    responses((status = 200, body = JobList), (status = 400), (status = 401)))]
 pub async fn list(
     req: HttpRequest,
     query: web::Query<ListQuery>,
@@ -95,21 +75,11 @@ pub async fn list(
             ))
         })?),
     };
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadSpec(SpecError::new(
-            "limit",
-            "must be an integer in 1..=100",
-        )));
-    }
+    let limit = page_limit(query.limit)?;
+    let cursor = page_cursor(query.cursor.as_deref(), pipeline::queue::is_list_cursor)?;
     let page = state
         .queue
-        .list(
-            caller.owner.as_deref(),
-            status,
-            limit,
-            query.cursor.as_deref(),
-        )
+        .list(caller.owner.as_deref(), status, limit, cursor)
         .await?;
     let base = state.base_url(&req);
     Ok(HttpResponse::Ok().json(JobList {
@@ -120,9 +90,6 @@ pub async fn list(
 
 /// `DELETE /v1/jobs/{id}`: a queued job is never run; a running one stops at its next
 /// checkpoint. Answers the job as it stands.
-#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "job id")),
-    responses((status = 200, body = JobView), (status = 404), (status = 401)))]
 pub async fn cancel(job: VisibleJob) -> Result<HttpResponse, ApiError> {
     if job.state.queue.cancel(&job.record.id).await? == CancelOutcome::Missing {
         return Err(ApiError::not_found());
@@ -130,7 +97,7 @@ pub async fn cancel(job: VisibleJob) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(job.reread().await?))
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize)]
 pub struct OutputQuery {
     /// which frame's output, for frame jobs
     frame: Option<u32>,
@@ -138,9 +105,6 @@ pub struct OutputQuery {
 
 /// `GET /v1/jobs/{id}/outputs/{name}`: the bytes (local storage) or a redirect to a presigned
 /// URL (S3); `ETag`, `Cache-Control` and conditional GET either way.
-#[utoipa::path(get, path = "/v1/jobs/{id}/outputs/{name}", tag = "jobs",
-    params(("id" = String, Path, description = "job id"), ("name" = String, Path, description = "output name"), OutputQuery),
-    responses((status = 200, description = "the output's bytes"), (status = 304), (status = 307, description = "presigned URL"), (status = 404)))]
 pub async fn output(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -216,9 +180,6 @@ pub async fn output(
 
 /// `GET /v1/jobs/{id}/events`: Server-Sent Events — the job at once, then an event per status or
 /// progress change, ending after the final status; a keep-alive comment every 15 s.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
-    params(("id" = String, Path, description = "job id")),
-    responses((status = 200, description = "text/event-stream of `job` events (JobView JSON)"), (status = 404)))]
 pub async fn events(
     req: HttpRequest,
     path: web::Path<String>,

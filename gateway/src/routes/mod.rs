@@ -12,6 +12,7 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 use pipeline::job::{is_job_id, JobRecord};
+use pipeline::spec::SpecError;
 use pipeline::view::JobView;
 
 use crate::auth::Caller;
@@ -21,28 +22,44 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
-            .route("/jobs", web::post().to(jobs::create))
-            .route("/jobs", web::get().to(jobs::list))
-            .route("/jobs/{id}", web::get().to(jobs::get))
-            .route("/jobs/{id}", web::delete().to(jobs::cancel))
-            .route("/jobs/{id}/events", web::get().to(jobs::events))
-            .route("/jobs/{id}/outputs/{name}", web::get().to(jobs::output))
-            .route("/frames", web::post().to(frames::create))
-            .route("/uploads", web::post().to(uploads::create))
-            .route("/uploads/{id}", web::put().to(uploads::put))
-            .route("/stats", web::get().to(dashboard::stats))
-            .route("/events", web::get().to(dashboard::events))
-            .route("/dead-letter", web::get().to(dead_letter::list))
-            .route(
-                "/dead-letter/{id}/replay",
-                web::post().to(dead_letter::replay),
+            .service(
+                resource("/jobs", "GET, POST")
+                    .route(web::post().to(jobs::create))
+                    .route(web::get().to(jobs::list)),
+            )
+            .service(
+                resource("/jobs/{id}", "GET, DELETE")
+                    .route(web::get().to(jobs::get))
+                    .route(web::delete().to(jobs::cancel)),
+            )
+            .service(resource("/jobs/{id}/events", "GET").route(web::get().to(jobs::events)))
+            .service(
+                resource("/jobs/{id}/outputs/{name}", "GET").route(web::get().to(jobs::output)),
+            )
+            .service(resource("/frames", "POST").route(web::post().to(frames::create)))
+            .service(resource("/uploads", "POST").route(web::post().to(uploads::create)))
+            .service(resource("/uploads/{id}", "PUT").route(web::put().to(uploads::put)))
+            .service(resource("/stats", "GET").route(web::get().to(dashboard::stats)))
+            .service(resource("/events", "GET").route(web::get().to(dashboard::events)))
+            .service(resource("/dead-letter", "GET").route(web::get().to(dead_letter::list)))
+            .service(
+                resource("/dead-letter/{id}/replay", "POST")
+                    .route(web::post().to(dead_letter::replay)),
             ),
     )
-    .route("/", web::get().to(dashboard::page))
-    .route("/healthz", web::get().to(ops::healthz))
-    .route("/readyz", web::get().to(ops::readyz))
-    .route("/metrics", web::get().to(ops::metrics))
-    .route("/openapi.json", web::get().to(ops::openapi));
+    .service(resource("/", "GET").route(web::get().to(dashboard::page)))
+    .service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
+    .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
+    .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
+    .service(resource("/openapi.json", "GET").route(web::get().to(ops::openapi)));
+}
+
+/// A path whose methods are `allow`: any other method gets 405 with `Allow` (HTTP's answer for
+/// a known path), not 404.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed { allow })
+    }))
 }
 
 /// A job the caller may see, or 404 (also for another key's job: existence is not revealed).
@@ -101,6 +118,29 @@ impl FromRequest for VisibleJob {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         Box::pin(VisibleJob::extract(req.clone()))
+    }
+}
+
+/// A list's `limit` (1–100, default 20), checked.
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadSpec(SpecError::new(
+            "limit",
+            "must be an integer in 1..=100",
+        )));
+    }
+    Ok(limit)
+}
+
+/// A list's `cursor`, when it is one `valid` says this list hands out (400 otherwise).
+fn page_cursor(cursor: Option<&str>, valid: fn(&str) -> bool) -> Result<Option<&str>, ApiError> {
+    match cursor {
+        Some(text) if !valid(text) => Err(ApiError::BadSpec(SpecError::new(
+            "cursor",
+            "is not a cursor this list handed out",
+        ))),
+        other => Ok(other),
     }
 }
 

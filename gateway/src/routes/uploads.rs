@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::intake::{chunks, store_raw, upload_ticket, RequestBytes};
+use crate::intake::{chunks, store_raw, upload_ticket, RequestBytes, TICKET_GRACE};
 use crate::state::AppState;
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize)]
 pub struct UploadTicket {
     pub upload_id: String,
     /// PUT the file's bytes here.
@@ -23,8 +23,6 @@ pub struct UploadTicket {
 }
 
 /// `POST /v1/uploads`.
-#[utoipa::path(post, path = "/v1/uploads", tag = "uploads",
-    responses((status = 200, body = UploadTicket), (status = 401), (status = 503)))]
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -33,8 +31,7 @@ pub async fn create(
     let upload_id = uuid::Uuid::new_v4().to_string();
     let key = ObjectKey::upload(&upload_id).map_err(|e| ApiError::Internal(e.to_string()))?;
     let ttl = state.settings.presign_ttl;
-    // The ticket lives a little longer than its URL, so a PUT finishing late can still be used.
-    let ticket_ttl = ttl + std::time::Duration::from_secs(300);
+    let ticket_ttl = ttl + TICKET_GRACE;
     state
         .queue
         .create_upload_ticket(&upload_id, caller.owner.as_deref(), ticket_ttl)
@@ -53,10 +50,6 @@ pub async fn create(
 
 /// `PUT /v1/uploads/{id}`: where the file goes when storage cannot presign (a local
 /// directory). Like a presigned URL, the unguessable upload id is the credential.
-#[utoipa::path(put, path = "/v1/uploads/{id}", tag = "uploads",
-    params(("id" = String, Path, description = "upload id")),
-    request_body(content = Vec<u8>, description = "the file"),
-    responses((status = 200, description = "stored"), (status = 404), (status = 413)))]
 pub async fn put(
     path: web::Path<String>,
     payload: web::Payload,

@@ -4,6 +4,7 @@
 mod abuse;
 mod auth;
 mod client;
+mod contract;
 mod dashboard;
 mod events;
 mod faults;

@@ -38,7 +38,36 @@ async fn presigned_round_trip(app: &crate::helpers::TestApp) {
     let job = app.wait_for(&id, Duration::from_secs(30)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["outputs"][0]["width"], 100);
-    // An upload makes one job: its id is spent.
+    // An upload makes one job: its id is spent, once, even by racing requests.
+    let ticket: Value = app.http.post(app.url("/v1/uploads")).json_body().await;
+    reqwest::Client::new()
+        .put(ticket["url"].as_str().unwrap())
+        .body(corpus("jpeg/kodim19.jpg"))
+        .send()
+        .await
+        .unwrap();
+    let racing = (0..8).map(|_| {
+        app.http
+            .post(app.url("/v1/jobs"))
+            .json(
+                &json!({ "upload_id": ticket["upload_id"], "spec": {"outputs": [{"name": "t"}]} }),
+            )
+            .send()
+    });
+    let statuses: Vec<u16> = futures::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "one job from one upload: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [202, 404].contains(s)),
+        "{statuses:?}"
+    );
     let again = app
         .http
         .post(app.url("/v1/jobs"))
@@ -74,6 +103,21 @@ async fn presigned_round_trip(app: &crate::helpers::TestApp) {
         .await
         .unwrap();
     problem(early, 400, "bad_request").await;
+    // ...and the ticket is still good once the file is there.
+    reqwest::Client::new()
+        .put(ticket["url"].as_str().unwrap())
+        .body(corpus("jpeg/kodim20.jpg"))
+        .send()
+        .await
+        .unwrap();
+    let late = app
+        .http
+        .post(app.url("/v1/jobs"))
+        .json(&json!({ "upload_id": ticket["upload_id"], "spec": {"outputs": [{"name": "t"}]} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 202);
 }
 
 #[tokio::test]
@@ -150,5 +194,49 @@ async fn presigned_uploads_work_with_local_storage_through_the_gateway() {
         .await
         .unwrap();
     problem(unknown, 404, "not_found").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_presigned_upload_over_the_limit_ends_in_413_and_is_deleted() {
+    use_test_s3_credentials();
+    let s3 = S3Server::start();
+    let bucket = unique("oversize");
+    s3.create_bucket(&bucket);
+    let app = spawn_app(AppOptions {
+        storage: Some(format!("s3://{bucket}")),
+        s3_endpoint: Some(s3.endpoint.clone()),
+        max_upload: Some(50_000),
+        ..Default::default()
+    })
+    .await;
+    let photo = corpus("jpeg/kodim01.jpg");
+    assert!(photo.len() > 50_000);
+    let ticket: Value = app.http.post(app.url("/v1/uploads")).json_body().await;
+    // S3 takes the PUT (a presigned URL cannot bound the size)...
+    let put = reqwest::Client::new()
+        .put(ticket["url"].as_str().unwrap())
+        .body(photo)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let uploaded = std::fs::read_dir(s3.bucket_dir(&bucket).join("uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(uploaded, 1);
+    // ...the job is refused with 413, and the stored object goes.
+    let refused = app
+        .http
+        .post(app.url("/v1/jobs"))
+        .json(&json!({ "upload_id": ticket["upload_id"], "spec": {"outputs": [{"name": "t"}]} }))
+        .send()
+        .await
+        .unwrap();
+    problem(refused, 413, "too_large").await;
+    let left = std::fs::read_dir(s3.bucket_dir(&bucket).join("uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "the oversized upload was deleted");
     app.stop().await;
 }

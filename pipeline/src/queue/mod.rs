@@ -458,9 +458,12 @@ impl Queue {
         limit: usize,
         before: Option<&str>,
     ) -> Result<(Vec<DeadLetter>, Option<String>)> {
-        let end = match before {
-            Some(cursor) => format!("({cursor}"),
+        let end = match before.map(stream_id) {
             None => "+".to_owned(),
+            // Nothing comes before the first possible id (and Redis refuses that range).
+            Some(Some((0, 0))) => return Ok((Vec::new(), None)),
+            Some(Some((ms, seq))) => format!("({ms}-{seq}"),
+            Some(None) => return Err(QueueError::Refused("not a stream id".into())),
         };
         let entries: Vec<(String, HashMap<String, String>)> = self
             .redis
@@ -720,5 +723,31 @@ pub(crate) fn evalsha(
 
 fn parse_cursor(cursor: &str) -> Option<(u64, String)> {
     let (score, id) = cursor.split_once('-')?;
-    Some((score.parse().ok()?, id.to_owned()))
+    let score = score
+        .parse()
+        .ok()
+        .filter(|_| score.bytes().all(|b| b.is_ascii_digit()))?;
+    crate::job::is_job_id(id).then(|| (score, id.to_owned()))
+}
+
+/// Whether `cursor` is one [`Queue::list`] hands out (`<ms>-<job id>`).
+pub fn is_list_cursor(cursor: &str) -> bool {
+    parse_cursor(cursor).is_some()
+}
+
+/// A stream entry id (`<ms>-<seq>`), as numbers.
+fn stream_id(text: &str) -> Option<(u64, u64)> {
+    let number = |part: &str| {
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse::<u64>().ok())
+            .flatten()
+    };
+    let (ms, seq) = text.split_once('-')?;
+    Some((number(ms)?, number(seq)?))
+}
+
+/// Whether `cursor` is a stream entry id, as [`Queue::dead_letters`] hands out (`<ms>-<seq>`).
+pub fn is_stream_cursor(cursor: &str) -> bool {
+    stream_id(cursor).is_some()
 }

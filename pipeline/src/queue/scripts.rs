@@ -60,6 +60,10 @@ pub static HAND_BACK: LazyLock<Script> =
 pub static WEBHOOK_PROMOTE: LazyLock<Script> =
     LazyLock::new(|| with_helpers(include_str!("lua/webhook_promote.lua")));
 
+/// Spends an upload ticket for its owner, once. See `lua/claim_ticket.lua`.
+pub static CLAIM_TICKET: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/claim_ticket.lua")));
+
 /// Every script, to load them up front (pipelined calls use EVALSHA).
 pub fn all() -> [&'static Script; 12] {
     [

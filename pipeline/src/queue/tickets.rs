@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Queue, Result};
+use super::{scripts, Queue, Result};
 
 /// Stored in place of an owner when the API is open (no keys).
 const NO_OWNER: &str = "-";
@@ -45,12 +45,14 @@ impl Queue {
         }))
     }
 
-    /// Forgets a ticket whose upload became a job.
-    pub async fn spend_upload_ticket(&self, upload_id: &str) -> Result<()> {
-        let _: i64 = self
-            .redis
-            .query(redis::cmd("DEL").arg(self.keys.upload(upload_id)))
-            .await?;
-        Ok(())
+    /// Spends the ticket for `owner`, atomically: `true` for exactly one of several racing
+    /// callers, `false` when it is gone or another owner's.
+    pub async fn claim_upload_ticket(&self, upload_id: &str, owner: Option<&str>) -> Result<bool> {
+        let mut invocation = scripts::CLAIM_TICKET.prepare_invoke();
+        invocation
+            .key(self.keys.upload(upload_id))
+            .arg(owner.unwrap_or(NO_OWNER));
+        let claimed: i64 = self.redis.script(&invocation).await?;
+        Ok(claimed == 1)
     }
 }

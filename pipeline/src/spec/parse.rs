@@ -425,15 +425,15 @@ impl<'v> Obj<'v> {
             })
     }
 
-    fn float(&self, key: &str, range: RangeInclusive<f32>) -> Result<Option<f32>> {
+    /// A number in `range`, judged before it is narrowed to `f32`.
+    fn float(&self, key: &str, range: RangeInclusive<f64>) -> Result<Option<f32>> {
         let Some(value) = self.get(key) else {
             return Ok(None);
         };
         value
             .as_f64()
-            .map(|n| n as f32)
             .filter(|n| range.contains(n))
-            .map(Some)
+            .map(|n| Some(n as f32))
             .ok_or_else(|| {
                 SpecError::new(
                     self.child(key),
