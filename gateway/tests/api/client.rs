@@ -252,3 +252,89 @@ async fn bench_reports_throughput_latency_and_cpu_and_drains_a_full_queue() {
         .unwrap();
     assert!(ratio > 0.0, "{stdout}");
 }
+
+#[tokio::test]
+async fn status_replay_and_submit_work_with_a_key() {
+    const KEY: &str = "client-key-0123456789abcdef";
+    let with_key = |args: &[&str], app: &crate::helpers::TestApp| {
+        let mut all = vec![
+            "--server".to_owned(),
+            app.address.clone(),
+            "--key".into(),
+            KEY.into(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        imagepipe(all)
+    };
+    // A job in the dead-letter list: listed, replayed, and its status shown.
+    let app = spawn_app(AppOptions {
+        api_keys: Some(KEY.into()),
+        ..Default::default()
+    })
+    .await;
+    let response = app
+        .submit_as(
+            crate::helpers::corpus("jpeg/kodim08.jpg"),
+            Some(SPEC),
+            Some(KEY),
+        )
+        .await;
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    crate::helpers::dead_letter_next_job(&app).await;
+    let listed = with_key(&["dead-letter", "list"], &app).await;
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success());
+    assert!(
+        stdout.contains(&id) && stdout.contains("storage_error"),
+        "{stdout}"
+    );
+    let replayed = with_key(&["dead-letter", "replay", &id], &app).await;
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&replayed.stdout).trim(),
+        format!("{id} is queued again")
+    );
+    let status = with_key(&["status", &id], &app).await;
+    assert!(status.status.success());
+    let job: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (job["id"].as_str(), job["status"].as_str()),
+        (Some(id.as_str()), Some("queued"))
+    );
+    app.stop().await;
+
+    // `submit` sends the key with every upload and download.
+    let app = spawn_app(AppOptions {
+        api_keys: Some(KEY.into()),
+        embedded_workers: 1,
+        ..Default::default()
+    })
+    .await;
+    let dir = fixtures::servers::TempDir::new("imagepipe-client-key");
+    copy("jpeg/kodim09.jpg", &dir.path().join("in/kodim09.jpg"));
+    let out = dir.path().join("out");
+    let input = dir.path().join("in");
+    let args = [
+        "submit",
+        "--spec",
+        SPEC,
+        "--out",
+        out.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ];
+    let submitted = with_key(&args, &app).await;
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    assert_eq!(dimensions(&out.join("kodim09/thumb.webp")).0, 64);
+    app.stop().await;
+}

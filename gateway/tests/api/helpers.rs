@@ -40,6 +40,8 @@ pub struct AppOptions {
     pub webhook_secret: Option<String>,
     pub webhook_allow_private: bool,
     pub webhook_allow_hosts: Vec<String>,
+    pub public_url: Option<String>,
+    pub presign_ttl: Option<Duration>,
 }
 
 impl Default for AppOptions {
@@ -56,6 +58,8 @@ impl Default for AppOptions {
             webhook_secret: None,
             webhook_allow_private: false,
             webhook_allow_hosts: Vec::new(),
+            public_url: None,
+            presign_ttl: None,
         }
     }
 }
@@ -90,6 +94,10 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     settings.webhooks.webhook_secret = options.webhook_secret;
     settings.webhooks.webhook_allow_private = options.webhook_allow_private;
     settings.webhooks.webhook_allow_hosts = options.webhook_allow_hosts;
+    settings.webhooks.public_url = options.public_url;
+    if let Some(ttl) = options.presign_ttl {
+        settings.presign_ttl = ttl;
+    }
     if let Some(limit) = options.max_upload {
         settings.max_upload = limit;
     }
@@ -242,4 +250,43 @@ impl JsonBody for reqwest::RequestBuilder {
     async fn json_body(self) -> Value {
         self.send().await.unwrap().json().await.unwrap()
     }
+}
+
+/// Takes the app's next queued job with a worker that gives up after one transient failure,
+/// so the job lands in the dead-letter list.
+pub async fn dead_letter_next_job(app: &TestApp) {
+    use pipeline::failure::{Disposition, FailureCode};
+    use pipeline::job::JobError;
+    use pipeline::queue::{Consumer, Outcome, Started};
+
+    let strict = Queue::connect(
+        &redis_url(),
+        QueueConfig {
+            name: app.queue.config().name.clone(),
+            max_attempts: 1,
+            ..QueueConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let consumer = Consumer::new(
+        &strict,
+        &redis_url(),
+        "flaky".into(),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    let deliveries = consumer.fetch(1, Duration::ZERO).await.unwrap();
+    let Started::Run(lease, _) = consumer.start(&deliveries).await.unwrap().remove(0) else {
+        panic!("a job to fail")
+    };
+    let failure = Outcome::Failed {
+        error: JobError {
+            code: FailureCode::StorageError,
+            message: "storage unavailable".into(),
+        },
+        disposition: Disposition::Retry,
+    };
+    consumer.complete(&[(lease, failure)]).await.unwrap();
 }

@@ -533,43 +533,9 @@ async fn the_request_id_follows_the_job() {
 
 #[tokio::test]
 async fn dead_letters_are_listed_and_replayed() {
-    use pipeline::failure::{Disposition, FailureCode};
-    use pipeline::job::JobError;
-    use pipeline::queue::{Consumer, Outcome, Queue, QueueConfig, Started};
-
     let app = spawn_app(AppOptions::default()).await;
     let id = app.submit_ok(corpus("jpeg/kodim22.jpg"), THUMB_SPEC).await;
-    // A worker that gives up after one transient failure.
-    let strict = Queue::connect(
-        &crate::helpers::redis_url(),
-        QueueConfig {
-            name: app.queue.config().name.clone(),
-            max_attempts: 1,
-            ..QueueConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let consumer = Consumer::new(
-        &strict,
-        &crate::helpers::redis_url(),
-        "flaky".into(),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
-    let deliveries = consumer.fetch(1, Duration::ZERO).await.unwrap();
-    let Started::Run(lease, _) = consumer.start(&deliveries).await.unwrap().remove(0) else {
-        panic!()
-    };
-    let failure = Outcome::Failed {
-        error: JobError {
-            code: FailureCode::StorageError,
-            message: "storage unavailable".into(),
-        },
-        disposition: Disposition::Retry,
-    };
-    consumer.complete(&[(lease, failure)]).await.unwrap();
+    crate::helpers::dead_letter_next_job(&app).await;
 
     let dead: Value = app.http.get(app.url("/v1/dead-letter")).json_body().await;
     let jobs = dead["jobs"].as_array().unwrap();

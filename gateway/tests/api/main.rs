@@ -14,5 +14,6 @@ mod hostile;
 mod jobs;
 mod ops;
 mod processes;
+mod promises;
 mod uploads;
 mod webhooks;

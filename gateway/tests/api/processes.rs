@@ -184,8 +184,8 @@ impl Cluster {
         Process::spawn("worker", &self.worker_args(extra), self.dir.path(), &[])
     }
 
-    /// The flags a worker of this cluster runs with.
-    pub(crate) fn worker_args(&self, extra: &[&str]) -> Vec<String> {
+    /// The queue, storage and Redis flags of this cluster.
+    pub(crate) fn connection_args(&self) -> Vec<String> {
         let mut args = vec![
             "--queue".to_owned(),
             self.queue_name.clone(),
@@ -193,14 +193,22 @@ impl Cluster {
             self.storage.clone(),
             "--redis-url".into(),
             self.redis.clone(),
+        ];
+        args.extend(self.storage_args.iter().cloned());
+        args
+    }
+
+    /// The flags a worker of this cluster runs with.
+    pub(crate) fn worker_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = self.connection_args();
+        args.extend([
             "--threads".into(),
             "1".into(),
             "--prefetch".into(),
             "0".into(),
             "--visibility-timeout".into(),
             "2s".into(),
-        ];
-        args.extend(self.storage_args.iter().cloned());
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }

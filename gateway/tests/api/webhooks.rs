@@ -293,3 +293,110 @@ async fn redirects_from_a_trusted_host_to_private_addresses_are_refused() {
     );
     app.stop().await;
 }
+
+/// A receiver that fails its first calls — a 503, then a connection dropped without an answer —
+/// and takes the third: the times calls arrived, and the third call.
+async fn flaky_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(std::time::Instant, Option<Received>)>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (ok_url, mut ok_calls) = receiver().await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut calls = 0;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            calls += 1;
+            let arrived = std::time::Instant::now();
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            match calls {
+                1 => {
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    let _ = tx.send((arrived, None));
+                }
+                2 => {
+                    drop(socket); // no answer at all
+                    let _ = tx.send((arrived, None));
+                }
+                _ => {
+                    // Forward the whole request to a receiver that reads it and answers 200.
+                    let mut upstream = tokio::net::TcpStream::connect(
+                        ok_url
+                            .trim_start_matches("http://")
+                            .trim_end_matches("/hook"),
+                    )
+                    .await
+                    .unwrap();
+                    let n = buf.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+                    upstream.write_all(&buf[..n]).await.unwrap();
+                    let (mut down, mut up) = (socket, upstream);
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    let _ = tx.send((arrived, ok_calls.recv().await));
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_retried_with_backoff_and_the_receiver_can_check_the_signature() {
+    let secret = "webhook-secret-for-retries";
+    let app = spawn_app(AppOptions {
+        embedded_workers: 1,
+        webhook_secret: Some(secret.into()),
+        webhook_allow_private: true,
+        ..Default::default()
+    })
+    .await;
+    let (url, mut calls) = flaky_receiver().await;
+    let spec = format!(
+        r#"{{"outputs":[{{"name":"t","ops":[{{"op":"resize","width":16}}]}}],"webhook":{{"url":"{url}"}}}}"#
+    );
+    let id = app.submit_ok(corpus("jpeg/kodim17.jpg"), &spec).await;
+    let mut arrivals = Vec::new();
+    let mut delivered = None;
+    while delivered.is_none() {
+        let (at, call) = tokio::time::timeout(Duration::from_secs(30), calls.recv())
+            .await
+            .expect("another attempt")
+            .unwrap();
+        arrivals.push(at);
+        delivered = call;
+    }
+    assert_eq!(
+        arrivals.len(),
+        3,
+        "a 503 and a dropped connection are retried"
+    );
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps[0] >= Duration::from_millis(1900) && gaps[1] >= Duration::from_millis(3900),
+        "backoff doubles from 2 s: {gaps:?}"
+    );
+    let call = delivered.unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&call.body);
+    let signature = call.headers["x-imagepipe-signature"]
+        .strip_prefix("sha256=")
+        .unwrap()
+        .to_owned();
+    let bytes: Vec<u8> = (0..signature.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&signature[i..i + 2], 16).unwrap())
+        .collect();
+    mac.verify_slice(&bytes)
+        .expect("the receiver verifies the body against the signature");
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(body["id"], id.as_str());
+    let status = webhook_status(&app, &id).await;
+    assert!(
+        status.starts_with("delivered (HTTP 200, attempt 3)"),
+        "{status}"
+    );
+    app.stop().await;
+}

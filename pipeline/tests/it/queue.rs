@@ -908,3 +908,51 @@ async fn a_handed_back_job_is_taken_over_at_once_without_using_an_attempt() {
     assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
     queue.purge().await.ok();
 }
+
+#[tokio::test]
+async fn a_job_that_keeps_killing_its_workers_is_failed_and_dead_lettered_not_looped() {
+    let queue = queue_at(&redis_url(), "killer", |c| c.max_attempts = 2).await;
+    let job = new_job(Priority::Normal, None);
+    queue.enqueue(&job).await.unwrap();
+    // Two workers in turn take the job and die with it (they never renew, never complete).
+    for attempt in 1..=2 {
+        let doomed = consumer(&queue, &redis_url()).await;
+        let mut deliveries = doomed.fetch(1, Duration::ZERO).await.unwrap();
+        if deliveries.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1200)).await; // past the visibility timeout
+            deliveries = doomed.reclaim(1).await.unwrap();
+        }
+        let started = doomed.start(&deliveries).await.unwrap();
+        assert!(
+            matches!(&started[..], [Started::Run(lease, _)] if lease.attempt == attempt),
+            "attempt {attempt}: {started:?}"
+        );
+    }
+    // The next worker to take it over does not run it a third time.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let survivor = consumer(&queue, &redis_url()).await;
+    let deliveries = survivor.reclaim(1).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    let started = survivor.start(&deliveries).await.unwrap();
+    assert!(
+        matches!(&started[..], [Started::Dropped { reason, .. }] if reason == "exhausted"),
+        "{started:?}"
+    );
+    let record = queue.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Failed);
+    let error = record.error.unwrap();
+    assert_eq!(error.code, FailureCode::Internal);
+    assert!(
+        error.message.contains("stopped its worker 2 times"),
+        "{}",
+        error.message
+    );
+    let (dead, _) = queue.dead_letters(10, None).await.unwrap();
+    assert_eq!(dead.len(), 1, "dead-lettered");
+    assert_eq!(dead[0].job.id, job.id);
+    // Nothing left to deliver: it is not fed to anyone again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(survivor.reclaim(1).await.unwrap().is_empty());
+    assert!(survivor.fetch(1, Duration::ZERO).await.unwrap().is_empty());
+    queue.purge().await.ok();
+}
