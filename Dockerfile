@@ -14,8 +14,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/gateway target/release/worker /usr/local/bin/
 
 FROM debian:bookworm-slim
+# ffmpeg/ffprobe decode videos in child processes (setpriv and prlimit from util-linux bound them).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl ffmpeg util-linux \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/imagepipe --create-home imagepipe
 COPY --from=build /usr/local/bin/gateway /usr/local/bin/worker /usr/local/bin/

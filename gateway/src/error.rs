@@ -209,6 +209,12 @@ pub fn from_probe(e: EngineError) -> ApiError {
         | EngineError::OutputTooLarge { .. }
         | EngineError::Decode { .. }
         | EngineError::BadFrames(_) => ApiError::Unprocessable(e.to_string()),
+        EngineError::Video(video) => match video.code() {
+            pipeline::failure::FailureCode::UnsupportedFormat => {
+                ApiError::UnsupportedMediaType(video.to_string())
+            }
+            _ => ApiError::Unprocessable(video.to_string()),
+        },
         EngineError::Encode { .. }
         | EngineError::Cancelled
         | EngineError::TimedOut

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use pipeline::config::{parse_duration, parse_size};
-use workers::args::{ConnectionArgs, QueueArgs, WebhookArgs};
+use workers::args::{ConnectionArgs, MediaArgs, QueueArgs, WebhookArgs};
 use workers::settings::WorkerSettings;
 
 #[derive(Debug, Clone, Parser)]
@@ -36,9 +36,9 @@ pub struct Settings {
     /// `Retry-After`. Each holds at most a 256 KB head in memory, so this bounds upload memory.
     #[arg(long, env = "IMAGEPIPE_MAX_CONCURRENT_UPLOADS", default_value_t = 256)]
     pub max_concurrent_uploads: usize,
-    /// Most frames in one frame job.
-    #[arg(long, env = "IMAGEPIPE_MAX_FRAMES", default_value_t = 2000)]
-    pub max_frames: usize,
+    /// Frame and video bounds (shared with `worker`).
+    #[command(flatten)]
+    pub media: MediaArgs,
     /// Webhook signing and SSRF settings, and the public origin URLs start with (unset: taken
     /// from each request).
     #[command(flatten)]
@@ -63,6 +63,7 @@ impl Settings {
             WorkerSettings::embedded(
                 &self.connection,
                 &self.queue,
+                &self.media,
                 &self.webhooks,
                 self.embedded_workers,
             )
@@ -92,6 +93,9 @@ mod tests {
             ("IMAGEPIPE_RESULT_TTL", "3h"),
             ("IMAGEPIPE_SHUTDOWN_TIMEOUT", "7s"),
             ("IMAGEPIPE_MAX_PIXELS", "1234567"),
+            ("IMAGEPIPE_MAX_FRAMES", "77"),
+            ("IMAGEPIPE_MAX_VIDEO_DURATION", "10m"),
+            ("IMAGEPIPE_VIDEO_MEMORY_LIMIT", "512MiB"),
             ("IMAGEPIPE_WEBHOOK_SECRET", "s3cret"),
             ("IMAGEPIPE_WEBHOOK_ALLOW_HOSTS", "hooks.internal:9000"),
             ("IMAGEPIPE_PUBLIC_URL", "https://img.example.com/"),
@@ -112,6 +116,9 @@ mod tests {
         assert_eq!(embedded.queue.name, "env-queue");
         assert_eq!(embedded.job_timeout, Duration::from_secs(42));
         assert_eq!(embedded.webhooks.public_url, "https://img.example.com");
+        assert_eq!(embedded.video.max_frames, 77);
+        assert_eq!(embedded.video.max_duration, Duration::from_secs(600));
+        assert_eq!(embedded.video.memory, 512 << 20);
         assert!(Settings::defaults().embedded_workers().is_none());
     }
 }

@@ -34,7 +34,7 @@ impl AppState {
         AppState {
             limits: Limits {
                 max_pixels: settings.connection.max_pixels,
-                max_frames: settings.max_frames,
+                max_frames: settings.media.max_frames,
             },
             webhook_policy: settings.webhooks.target_policy(),
             uploads: Arc::new(Semaphore::new(settings.max_concurrent_uploads.max(1))),

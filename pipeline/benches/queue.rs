@@ -167,6 +167,7 @@ async fn drain(
                             Outcome::Succeeded {
                                 outputs: vec![],
                                 placeholder: None,
+                                media: None,
                             },
                         )),
                         Started::Dropped { .. } => None,

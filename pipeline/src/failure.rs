@@ -17,6 +17,8 @@ pub enum FailureCode {
     Timeout,
     /// Reading or writing object storage failed.
     StorageError,
+    /// A video longer than `--max-video-duration`.
+    DurationLimit,
     /// Anything else: a bug, never the user's input.
     Internal,
 }
@@ -29,6 +31,7 @@ impl FailureCode {
             FailureCode::UnsupportedFormat => "unsupported_format",
             FailureCode::Timeout => "timeout",
             FailureCode::StorageError => "storage_error",
+            FailureCode::DurationLimit => "duration_limit",
             FailureCode::Internal => "internal",
         }
     }

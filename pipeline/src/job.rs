@@ -5,9 +5,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{RawLayout, SourceFormat};
+use crate::engine::{Container, RawLayout, SourceFormat};
 use crate::failure::FailureCode;
 use crate::spec::{Priority, Spec};
+use crate::video::VideoInfo;
 
 /// Job ids are UUIDv7: unique without coordination, and sorted by creation time.
 pub fn new_job_id() -> String {
@@ -89,6 +90,12 @@ pub enum JobInput {
         layout: RawLayout,
         frames: u32,
     },
+    /// A video file.
+    Video {
+        key: String,
+        bytes: u64,
+        container: Container,
+    },
 }
 
 impl JobInput {
@@ -97,25 +104,31 @@ impl JobInput {
         match self {
             JobInput::Image { bytes, .. }
             | JobInput::Frames { bytes, .. }
-            | JobInput::RawFrames { bytes, .. } => *bytes,
+            | JobInput::RawFrames { bytes, .. }
+            | JobInput::Video { bytes, .. } => *bytes,
         }
     }
 
     /// Every storage key the input occupies.
     pub fn keys(&self) -> Vec<&str> {
         match self {
-            JobInput::Image { key, .. } | JobInput::RawFrames { key, .. } => vec![key],
+            JobInput::Image { key, .. }
+            | JobInput::RawFrames { key, .. }
+            | JobInput::Video { key, .. } => vec![key],
             JobInput::Frames { keys, .. } => keys.iter().map(String::as_str).collect(),
         }
     }
 }
 
 /// One stored output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputRecord {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub frame: Option<u32>,
+    /// For videos: the frame's time, seconds from the first frame.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub t: Option<f64>,
     pub content_type: String,
     pub width: u32,
     pub height: u32,
@@ -124,6 +137,18 @@ pub struct OutputRecord {
     pub key: String,
     /// Strong validator of the bytes (quoted, as HTTP wants it).
     pub etag: String,
+}
+
+/// What the source is, as the job record shows it (API.md `media`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Media {
+    Image {
+        format: SourceFormat,
+        width: u32,
+        height: u32,
+    },
+    Video(VideoInfo),
 }
 
 /// A failed job's error, as API.md shows it.
@@ -171,6 +196,8 @@ pub struct JobRecord {
     pub worker: Option<String>,
     /// How delivering its webhook went (`delivered ...`, `retrying ...`, `refused: ...`).
     pub webhook: Option<String>,
+    /// What the source is: read from a video by the worker, from an image's header at upload.
+    pub media: Option<Media>,
 }
 
 /// A record that cannot be read back.
@@ -225,6 +252,12 @@ impl JobRecord {
             .map(serde_json::from_str)
             .transpose()
             .map_err(|e| corrupt(format!("error: {e}")))?;
+        let media = match get("media") {
+            Some(text) => {
+                Some(serde_json::from_str(text).map_err(|e| corrupt(format!("media: {e}")))?)
+            }
+            None => image_media(&input),
+        };
         Ok(Some(JobRecord {
             id: id.to_owned(),
             status,
@@ -245,12 +278,30 @@ impl JobRecord {
             next_attempt_at: number("next_attempt_at")?,
             worker: get("worker").map(str::to_owned),
             webhook: get("webhook").map(str::to_owned),
+            media,
         }))
     }
 
     /// Seconds the job ran, from its first start to its end.
     pub fn duration_ms(&self) -> Option<u64> {
         Some(self.finished_at?.saturating_sub(self.started_at?))
+    }
+}
+
+/// An image's media, from what its header said at upload.
+fn image_media(input: &JobInput) -> Option<Media> {
+    match input {
+        JobInput::Image {
+            format,
+            width,
+            height,
+            ..
+        } => Some(Media::Image {
+            format: *format,
+            width: *width,
+            height: *height,
+        }),
+        _ => None,
     }
 }
 

@@ -12,5 +12,6 @@ pub mod shutdown;
 pub mod spec;
 pub mod storage;
 pub mod text;
+pub mod video;
 pub mod view;
 pub mod webhooks;

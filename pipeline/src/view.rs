@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::failure::FailureCode;
-use crate::job::{JobRecord, JobStatus};
+use crate::job::{JobRecord, JobStatus, Media};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobView {
@@ -35,14 +35,20 @@ pub struct JobView {
     /// How delivering the job's webhook went, once it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// What the source is (for a video, known once a worker has probed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
     pub links: JobLinks,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputView {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frame: Option<u32>,
+    /// For videos: the frame's time, seconds from the first frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<f64>,
     pub content_type: String,
     pub width: u32,
     pub height: u32,
@@ -79,6 +85,7 @@ impl JobView {
             .map(|o| OutputView {
                 name: o.name.clone(),
                 frame: o.frame,
+                t: o.t,
                 content_type: o.content_type.clone(),
                 width: o.width,
                 height: o.height,
@@ -108,6 +115,7 @@ impl JobView {
             cancel_requested: record.cancel_requested && !record.status.is_terminal(),
             next_attempt_at: record.next_attempt_at.filter(|_| waiting).map(rfc3339),
             webhook: record.webhook.clone(),
+            media: record.media.clone(),
             links: JobLinks {
                 events: format!("{job_url}/events"),
                 self_: job_url,
@@ -133,6 +141,7 @@ mod tests {
             outputs: vec![OutputView {
                 name: "thumb".into(),
                 frame: None,
+                t: None,
                 content_type: "image/webp".into(),
                 width: 2,
                 height: 1,
@@ -145,6 +154,7 @@ mod tests {
             cancel_requested: false,
             next_attempt_at: None,
             webhook: None,
+            media: None,
             links: JobLinks {
                 self_: "/v1/jobs/j".into(),
                 events: "/v1/jobs/j/events".into(),

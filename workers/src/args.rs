@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use pipeline::config::parse_duration;
+use pipeline::config::{parse_duration, parse_size};
 use pipeline::queue::QueueConfig;
+use pipeline::video::VideoLimits;
 use pipeline::webhooks::TargetPolicy;
 
 /// Where the queue and the objects live.
@@ -34,6 +35,32 @@ pub struct ConnectionArgs {
     /// Refuse images (and frames) with more pixels than this, judged from the header.
     #[arg(long, env = "IMAGEPIPE_MAX_PIXELS", default_value_t = 100_000_000)]
     pub max_pixels: u64,
+}
+
+/// Bounds on frame and video jobs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MediaArgs {
+    /// Most frames in one frame job, or taken from one video.
+    #[arg(long, env = "IMAGEPIPE_MAX_FRAMES", default_value_t = 2000)]
+    pub max_frames: usize,
+    /// Longest video taken (then `duration_limit`).
+    #[arg(long, env = "IMAGEPIPE_MAX_VIDEO_DURATION", default_value = "4h", value_parser = parse_duration)]
+    pub max_video_duration: Duration,
+    /// Address space of each video decoder process.
+    #[arg(long, env = "IMAGEPIPE_VIDEO_MEMORY_LIMIT", default_value = "2GiB", value_parser = parse_size)]
+    pub video_memory_limit: u64,
+}
+
+impl MediaArgs {
+    pub fn video_limits(&self, max_pixels: u64) -> VideoLimits {
+        VideoLimits {
+            max_pixels,
+            max_duration: self.max_video_duration,
+            memory: self.video_memory_limit,
+            max_frames: self.max_frames.max(1),
+            ..VideoLimits::default()
+        }
+    }
 }
 
 /// How jobs are held, retried, kept and stopped.

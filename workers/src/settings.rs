@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use pipeline::queue::QueueConfig;
 
-use crate::args::{ConnectionArgs, QueueArgs, WebhookArgs};
+use crate::args::{ConnectionArgs, MediaArgs, QueueArgs, WebhookArgs};
 use crate::webhooks::DispatcherSettings;
+use pipeline::video::VideoLimits;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
@@ -14,6 +15,8 @@ pub struct WorkerArgs {
     pub connection: ConnectionArgs,
     #[command(flatten)]
     pub queue: QueueArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
     /// Engine threads (the rayon pool) [default: number of cores].
     #[arg(long, env = "IMAGEPIPE_WORKER_THREADS", value_name = "N")]
     pub threads: Option<usize>,
@@ -43,6 +46,8 @@ pub struct WorkerSettings {
     pub shutdown_timeout: Duration,
     pub metrics_listen: Option<String>,
     pub webhooks: DispatcherSettings,
+    /// Video decoding bounds (and the frame budget of frame and video jobs).
+    pub video: VideoLimits,
 }
 
 impl WorkerSettings {
@@ -52,8 +57,13 @@ impl WorkerSettings {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
-        let mut settings =
-            WorkerSettings::embedded(&args.connection, &args.queue, &args.webhooks, threads);
+        let mut settings = WorkerSettings::embedded(
+            &args.connection,
+            &args.queue,
+            &args.media,
+            &args.webhooks,
+            threads,
+        );
         settings.capacity = threads + args.prefetch.unwrap_or(threads);
         settings.metrics_listen = args.metrics_listen.clone();
         settings
@@ -64,6 +74,7 @@ impl WorkerSettings {
     pub fn embedded(
         connection: &ConnectionArgs,
         queue: &QueueArgs,
+        media: &MediaArgs,
         webhooks: &WebhookArgs,
         threads: usize,
     ) -> WorkerSettings {
@@ -80,6 +91,7 @@ impl WorkerSettings {
             shutdown_timeout: queue.shutdown_timeout,
             metrics_listen: None,
             webhooks: DispatcherSettings::from_args(webhooks),
+            video: media.video_limits(connection.max_pixels),
         }
     }
 }

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 
 use anyhow::Context as _;
-use pipeline::engine::{self, EngineError, Limits};
+use pipeline::engine::{self, EngineError, Limits, Rendition};
 use pipeline::failure::FailureCode;
 use pipeline::spec::Spec;
+use pipeline::video::{process_video, VideoLimits};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
@@ -158,32 +159,88 @@ fn try_transform(
     limits: &Limits,
 ) -> Result<Value, (FailureCode, String)> {
     let storage = |e: anyhow::Error| (FailureCode::StorageError, format!("{e:#}"));
-    let bytes = std::fs::read(file)
+    let engine = |e: EngineError| (e.code(), e.to_string());
+    let head = read_head(file)
         .with_context(|| format!("cannot read {}", file.display()))
         .map_err(storage)?;
-    let processed = engine::process(&bytes, spec, limits, &())
-        .map_err(|e: EngineError| (e.code(), e.to_string()))?;
-    drop(bytes);
+    let (outputs, placeholder, times) = match engine::sniff(&head) {
+        engine::Sniffed::Video(container) => {
+            let video_limits = VideoLimits {
+                max_pixels: limits.max_pixels,
+                max_frames: limits.max_frames,
+                ..VideoLimits::default()
+            };
+            let sprite = pipeline::spec::SPRITE_OUTPUT;
+            let video = process_video(file, container, spec, limits, &video_limits, &(), sprite)
+                .map_err(engine)?;
+            let mut outputs = video.outputs;
+            outputs.extend(
+                video
+                    .sprite
+                    .into_iter()
+                    .flat_map(|(sheet, track)| [sheet, track]),
+            );
+            (outputs, video.placeholder, video.times)
+        }
+        _ => {
+            let bytes = std::fs::read(file)
+                .with_context(|| format!("cannot read {}", file.display()))
+                .map_err(storage)?;
+            let processed = engine::process(&bytes, spec, limits, &()).map_err(engine)?;
+            (processed.outputs, processed.placeholder, Vec::new())
+        }
+    };
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create {}", dir.display()))
         .map_err(storage)?;
-    let mut outputs = Vec::with_capacity(processed.outputs.len());
-    for output in &processed.outputs {
-        let path = dir.join(format!("{}.{}", output.name, output.media.extension()));
-        std::fs::write(&path, &output.data)
-            .with_context(|| format!("cannot write {}", path.display()))
-            .map_err(storage)?;
-        outputs.push(json!({
-            "name": output.name,
-            "width": output.width,
-            "height": output.height,
-            "bytes": output.data.len(),
-            "path": path.display().to_string(),
-        }));
-    }
-    let mut line = json!({ "input": Value::Null, "outputs": outputs });
-    if let Some(placeholder) = processed.placeholder {
+    let written = outputs
+        .iter()
+        .map(|output| write_output(dir, output, &times))
+        .collect::<anyhow::Result<Vec<Value>>>()
+        .map_err(storage)?;
+    let mut line = json!({ "input": Value::Null, "outputs": written });
+    if let Some(placeholder) = placeholder {
         line["placeholder"] = json!(placeholder);
+    }
+    Ok(line)
+}
+
+/// The first bytes of a file, enough to tell what it is.
+fn read_head(file: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(file)?
+        .take(512)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Writes one output: `DIR/NAME.EXT`, or `DIR/NAME/FRAME.EXT` for a video's frames.
+fn write_output(dir: &Path, output: &Rendition, times: &[f64]) -> anyhow::Result<Value> {
+    let extension = output.media.extension();
+    let path = match output.frame {
+        Some(frame) => {
+            let folder = dir.join(&output.name);
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("cannot create {}", folder.display()))?;
+            folder.join(format!("{frame}.{extension}"))
+        }
+        None => dir.join(format!("{}.{extension}", output.name)),
+    };
+    std::fs::write(&path, &output.data)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut line = json!({
+        "name": output.name,
+        "width": output.width,
+        "height": output.height,
+        "bytes": output.data.len(),
+        "path": path.display().to_string(),
+    });
+    if let Some(frame) = output.frame {
+        line["frame"] = json!(frame);
+        if let Some(t) = times.get(frame as usize) {
+            line["t"] = json!(t);
+        }
     }
     Ok(line)
 }

@@ -184,9 +184,15 @@ async fn one(
 
 /// Uploads one file with the spec; the new job's id.
 async fn upload(client: &Client, file: &Path, spec: &str) -> Result<String, Done> {
-    let bytes = tokio::fs::read(file)
+    // Streamed from disk: a video may be far larger than memory should hold.
+    let opened = tokio::fs::File::open(file)
         .await
         .map_err(|e| Done::failed("unreadable", e.to_string()))?;
+    let length = opened
+        .metadata()
+        .await
+        .map_err(|e| Done::failed("unreadable", e.to_string()))?
+        .len();
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -194,7 +200,7 @@ async fn upload(client: &Client, file: &Path, spec: &str) -> Result<String, Done
     let form = reqwest::multipart::Form::new()
         .part(
             "file",
-            reqwest::multipart::Part::bytes(bytes).file_name(name),
+            reqwest::multipart::Part::stream_with_length(opened, length).file_name(name),
         )
         .text("spec", spec.to_owned());
     match client

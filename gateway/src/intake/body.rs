@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use pipeline::engine::{self, sniff, Limits, Sniffed, SourceInfo};
+use pipeline::engine::{self, sniff, Container, Limits, Sniffed, SourceInfo};
 use pipeline::storage::{BodyError, BodyStream, ObjectKey, Storage};
 use sha2::{Digest, Sha256};
 
@@ -148,8 +148,43 @@ async fn store_rest(
     Ok(stored?.size)
 }
 
-/// Stores an image body under `key` after checking its bytes, and returns what its header says.
-/// Nothing is stored when the body is refused.
+/// What a stored upload turned out to be, judged by its bytes.
+pub enum Upload {
+    /// An image, with what its header says.
+    Image(SourceInfo),
+    /// A video file (probed later, by the worker's decoder).
+    Video(Container),
+}
+
+/// Stores an image or video body under `key` after checking its bytes. Nothing is stored when
+/// the body is refused.
+pub async fn store_upload(
+    storage: &Storage,
+    key: &ObjectKey,
+    mut body: Chunks<'_>,
+    budget: &mut RequestBytes,
+    limits: &Limits,
+) -> Result<(Upload, u64), ApiError> {
+    let (head, ended) = read_nonempty_head(&mut body, budget).await?;
+    match sniff(&head) {
+        Sniffed::Video(container) => {
+            let size = store_rest(storage, key, head.freeze(), body, budget).await?;
+            Ok((Upload::Video(container), size))
+        }
+        Sniffed::Image(_) => store_image_body(storage, key, (head, ended), body, budget, limits)
+            .await
+            .map(|(info, size)| (Upload::Image(info), size)),
+        Sniffed::Unsupported(_) | Sniffed::NotAnImage => {
+            Err(ApiError::UnsupportedMediaType(format!(
+                "{}; or a video (mp4, mov, webm, mkv, ts)",
+                refusal(&head, limits)
+            )))
+        }
+    }
+}
+
+/// Stores an image body (a frame) under `key` after checking its bytes, and returns what its
+/// header says. Nothing is stored when the body is refused.
 pub async fn store_image(
     storage: &Storage,
     key: &ObjectKey,
@@ -157,24 +192,54 @@ pub async fn store_image(
     budget: &mut RequestBytes,
     limits: &Limits,
 ) -> Result<(SourceInfo, u64), ApiError> {
-    let (head, ended) = read_head(&mut body, budget).await?;
+    let (head, ended) = read_nonempty_head(&mut body, budget).await?;
+    match sniff(&head) {
+        Sniffed::Image(_) => {
+            store_image_body(storage, key, (head, ended), body, budget, limits).await
+        }
+        Sniffed::Video(_) => Err(ApiError::UnsupportedMediaType(
+            "a video file: send it to POST /v1/jobs".into(),
+        )),
+        Sniffed::Unsupported(_) | Sniffed::NotAnImage => {
+            Err(ApiError::UnsupportedMediaType(refusal(&head, limits)))
+        }
+    }
+}
+
+/// Why bytes that are no image we read are refused.
+fn refusal(head: &[u8], limits: &Limits) -> String {
+    engine::probe(head, limits)
+        .err()
+        .map_or_else(|| "not an image".to_owned(), |e| e.to_string())
+}
+
+/// The head of a body that must not be empty.
+async fn read_nonempty_head(
+    body: &mut Chunks<'_>,
+    budget: &mut RequestBytes,
+) -> Result<(BytesMut, bool), ApiError> {
+    let (head, ended) = read_head(body, budget).await?;
     if head.is_empty() {
         return Err(ApiError::BadRequest(
             "the body is empty: send an image".into(),
         ));
     }
-    match sniff(&head) {
-        Sniffed::Image(_) => {}
-        Sniffed::Unsupported(_) | Sniffed::NotAnImage => {
-            return Err(from_probe(
-                engine::probe(&head, limits).expect_err("sniffing failed"),
-            ))
-        }
-    }
+    Ok((head, ended))
+}
+
+/// Stores a body that sniffed as an image, once its header passed: over the pixel limit or
+/// unreadable, it is refused before anything is stored (or deleted, when the header reaches
+/// past the head and is only read from storage).
+async fn store_image_body(
+    storage: &Storage,
+    key: &ObjectKey,
+    (head, ended): (BytesMut, bool),
+    body: Chunks<'_>,
+    budget: &mut RequestBytes,
+    limits: &Limits,
+) -> Result<(SourceInfo, u64), ApiError> {
     let head = head.freeze();
-    // The header decides before the body is stored: over the pixel limit, or unreadable.
-    let probed = engine::probe(&head, limits);
-    let early = match probed {
+    let early = match engine::probe(&head, limits) {
         Ok(info) => Some(info),
         Err(
             e @ (engine::EngineError::PixelLimit { .. }

@@ -30,10 +30,10 @@ impl Intake {
         let taken = async {
             while let Some(field) = form.next_file().await? {
                 let index = stored.keys().len();
-                if index >= state.settings.max_frames {
+                if index >= state.settings.media.max_frames {
                     return Err(ApiError::BadRequest(format!(
                         "more than {} frames in one job",
-                        state.settings.max_frames
+                        state.settings.media.max_frames
                     )));
                 }
                 let key = ObjectKey::original_frame(&self.job_id, index as u32)
@@ -125,10 +125,10 @@ impl Intake {
 /// How many frames of `layout` a buffer of `bytes` holds, within `--max-frames`.
 fn frame_count(state: &AppState, layout: &RawLayout, bytes: u64) -> Result<u32, ApiError> {
     match layout.frame_count(bytes, state.limits.max_pixels) {
-        Ok(frames) if frames as usize <= state.settings.max_frames => Ok(frames as u32),
+        Ok(frames) if frames as usize <= state.settings.media.max_frames => Ok(frames as u32),
         Ok(frames) => Err(ApiError::BadRequest(format!(
             "{frames} frames, over the limit of {}",
-            state.settings.max_frames
+            state.settings.media.max_frames
         ))),
         Err(EngineError::BadFrames(why)) => Err(ApiError::BadRequest(why)),
         Err(other) => Err(from_probe(other)),

@@ -1,15 +1,17 @@
-//! One image in: a multipart form (`file` and an optional `spec` part), or a raw body with the
-//! spec in the query.
+//! One image or video in: a multipart form (`file` and an optional `spec` part), or a raw body
+//! with the spec in the query. What the bytes are decides: an image's header is checked now, a
+//! video is probed by the worker's decoder.
 
 use actix_web::{web, HttpResponse};
 use pipeline::engine::SourceInfo;
 use pipeline::job::JobInput;
-use pipeline::spec::Spec;
+use pipeline::spec::{Spec, SpecError};
 use pipeline::storage::ObjectKey;
 
+use super::body::Upload;
 use super::form::Form;
 use super::spec::{check, missing, query_pairs, spec_from_query};
-use super::{chunks, store_image, Intake, StoredInputs};
+use super::{chunks, store_upload, Intake, StoredInputs};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -26,12 +28,12 @@ impl Intake {
         let taken = async {
             let Some(field) = form.next_file().await? else {
                 return Err(ApiError::BadRequest(
-                    "no `file` part: send the image as a part named `file`".into(),
+                    "no `file` part: send the image or video as a part named `file`".into(),
                 ));
             };
             let key = original_key(&self.job_id)?;
             stored.add(key.clone());
-            let image = store_image(
+            let upload = store_upload(
                 &state.storage,
                 &key,
                 chunks(Box::pin(field)),
@@ -41,8 +43,10 @@ impl Intake {
             .await?;
             form.finish().await?;
             let spec = form.spec(query)?;
-            check(state, &spec, false)?;
-            Ok((spec, image_input(key, image)))
+            check(state, &spec, true)?;
+            let input = upload_input(key, upload)?;
+            refuse_sprite_for_images(&spec, &input)?;
+            Ok((spec, input))
         }
         .await;
         match taken {
@@ -58,8 +62,8 @@ impl Intake {
         }
     }
 
-    /// `POST /v1/jobs` with the image as the body and the spec in the query (known before the
-    /// body is read).
+    /// `POST /v1/jobs` with the image or video as the body and the spec in the query (known
+    /// before the body is read).
     pub async fn image_from_body(
         mut self,
         payload: web::Payload,
@@ -67,27 +71,30 @@ impl Intake {
         let (state, req) = (self.state.clone(), self.req.clone());
         let state: &AppState = &state;
         let spec: Spec = spec_from_query(&query_pairs(&req), &[])?.ok_or_else(missing)?;
-        check(state, &spec, false)?;
+        check(state, &spec, true)?;
         self.bytes.add_to_fingerprint(spec.to_json().as_bytes());
         let key = original_key(&self.job_id)?;
         let mut stored = StoredInputs::new(&state.storage);
         stored.add(key.clone());
-        let image = match store_image(
+        let stored_upload = store_upload(
             &state.storage,
             &key,
             chunks(payload),
             &mut self.bytes,
             &state.limits,
         )
-        .await
-        {
-            Ok(image) => image,
+        .await;
+        let input = match stored_upload.and_then(|upload| {
+            let input = upload_input(key, upload)?;
+            refuse_sprite_for_images(&spec, &input)?;
+            Ok(input)
+        }) {
+            Ok(input) => input,
             Err(e) => {
                 stored.discard().await;
                 return Err(e);
             }
         };
-        let input = image_input(key, image);
         state.metrics.uploaded(input.bytes());
         self.submit((spec, input), stored).await
     }
@@ -106,4 +113,30 @@ pub(super) fn image_input(key: ObjectKey, (info, bytes): (SourceInfo, u64)) -> J
         width: info.width,
         height: info.height,
     }
+}
+
+/// A stored upload as the job's input.
+pub(super) fn upload_input(
+    key: ObjectKey,
+    (upload, bytes): (Upload, u64),
+) -> Result<JobInput, ApiError> {
+    Ok(match upload {
+        Upload::Image(info) => image_input(key, (info, bytes)),
+        Upload::Video(container) => JobInput::Video {
+            key: key.to_string(),
+            bytes,
+            container,
+        },
+    })
+}
+
+/// A sprite is made from frames: of a video or a frame job, never of one image.
+pub(super) fn refuse_sprite_for_images(spec: &Spec, input: &JobInput) -> Result<(), ApiError> {
+    if spec.sprite.is_some() && matches!(input, JobInput::Image { .. }) {
+        return Err(ApiError::BadSpec(SpecError::new(
+            "sprite",
+            "only videos and frame jobs (POST /v1/frames) make sprites",
+        )));
+    }
+    Ok(())
 }

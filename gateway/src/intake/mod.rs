@@ -18,7 +18,7 @@ use futures::future::LocalBoxFuture;
 use pipeline::job::new_job_id;
 use tokio::sync::OwnedSemaphorePermit;
 
-pub use body::{chunks, store_image, store_raw, RequestBytes, IDLE_TIMEOUT};
+pub use body::{chunks, store_image, store_raw, store_upload, RequestBytes, Upload, IDLE_TIMEOUT};
 pub use presigned::{upload_ticket, TICKET_GRACE};
 pub use stored::StoredInputs;
 pub use submit::{accepted, Accepted};

@@ -10,9 +10,9 @@ use pipeline::spec::Spec;
 use pipeline::storage::{ObjectKey, ObjectMeta};
 use serde::Deserialize;
 
-use super::image::{image_input, original_key};
+use super::image::{original_key, refuse_sprite_for_images, upload_input};
 use super::spec::{check, MAX_SPEC_LEN};
-use super::{Intake, RequestBytes, StoredInputs};
+use super::{Intake, RequestBytes, StoredInputs, Upload};
 use crate::error::{from_probe, ApiError};
 use crate::state::AppState;
 
@@ -39,7 +39,7 @@ impl Intake {
             serde_json::Value::String(text) => Spec::from_json(text)?,
             value => Spec::from_json_value(value)?,
         };
-        check(state, &spec, false)?;
+        check(state, &spec, true)?;
         // Spent at once, so of several requests racing with one upload id exactly one goes on.
         let owner = self.caller.owner.as_deref();
         let claimed = uuid::Uuid::try_parse(&request.upload_id).is_ok()
@@ -61,7 +61,7 @@ impl Intake {
             Ok::<_, ApiError>(checked)
         }
         .await;
-        let (meta, info) = match taken {
+        let (meta, upload_kind) = match taken {
             Ok(checked) => checked,
             Err(e) => {
                 stored.discard().await;
@@ -82,7 +82,8 @@ impl Intake {
         self.bytes.add_to_fingerprint(request.upload_id.as_bytes());
         self.bytes.add_to_fingerprint(spec.to_json().as_bytes());
         state.metrics.uploaded(meta.size);
-        let input = image_input(original, (info, meta.size));
+        let input = upload_input(original, (upload_kind, meta.size))?;
+        refuse_sprite_for_images(&spec, &input)?;
         self.submit((spec, input), stored).await
     }
 }
@@ -119,7 +120,7 @@ async fn read_request(mut payload: web::Payload) -> Result<FromUpload, ApiError>
 async fn check_upload(
     state: &AppState,
     upload: &ObjectKey,
-) -> Result<(ObjectMeta, engine::SourceInfo), ApiError> {
+) -> Result<(ObjectMeta, Upload), ApiError> {
     let meta = state.storage.head(upload).await?.ok_or_else(|| {
         ApiError::BadRequest(
             "nothing was uploaded for this upload_id yet: PUT the file first".into(),
@@ -131,8 +132,11 @@ async fn check_upload(
         }
     } else {
         let head = state.storage.get_prefix(upload, 8 << 20).await?;
+        if let engine::Sniffed::Video(container) = engine::sniff(&head) {
+            return Ok((meta, Upload::Video(container)));
+        }
         match engine::probe(&head, &state.limits) {
-            Ok(info) => return Ok((meta, info)),
+            Ok(info) => return Ok((meta, Upload::Image(info))),
             Err(e) => from_probe(e),
         }
     };

@@ -91,13 +91,14 @@ pub async fn read_small(
     String::from_utf8(data).map_err(|_| ApiError::BadSpec(SpecError::new(name, "is not UTF-8")))
 }
 
-/// Checks what a spec asks for that the engine's validation cannot know: where it is used,
-/// and whether its webhook may be called.
+/// Checks what a spec asks for that the engine's validation cannot know: where it is used
+/// (`frames`: whether the upload may be frames, so a sprite makes sense), and whether its
+/// webhook may be called.
 pub fn check(state: &AppState, spec: &Spec, frames: bool) -> Result<(), ApiError> {
     if !frames && spec.sprite.is_some() {
         return Err(ApiError::BadSpec(SpecError::new(
             "sprite",
-            "only frame jobs (POST /v1/frames) make sprites",
+            "only videos and frame jobs (POST /v1/frames) make sprites",
         )));
     }
     if let Some(webhook) = &spec.webhook {

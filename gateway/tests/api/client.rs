@@ -57,12 +57,14 @@ async fn submit_sends_a_folder_and_downloads_every_output() {
     copy("jpeg/kodim05.jpg", &input.join("kodim05.jpg"));
     copy("jpeg/kodim06.jpg", &input.join("nested/kodim06.jpg"));
     copy("formats/4.webp", &input.join("nested/deeper/4.webp"));
+    // A video in the folder goes the same way: its outputs are made from its poster.
+    copy("video/slideshow-vp8.webm", &input.join("clip.webm"));
     let out = cluster.dir.path().join("out");
     let output = submit(&cluster, &out, &input).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("3 files: 3 ok (6 outputs"), "{stdout}");
+    assert!(stdout.contains("4 files: 4 ok (8 outputs"), "{stdout}");
     for stem in ["kodim05", "kodim06", "4"] {
         let thumb = out.join(stem).join("thumb.webp");
         assert_eq!(dimensions(&thumb).0, 64, "{}", thumb.display());
@@ -73,6 +75,14 @@ async fn submit_sends_a_folder_and_downloads_every_output() {
             .unwrap_or_else(|| panic!("no small output for {stem}"));
         assert_eq!(dimensions(&small).0, 128, "{}", small.display());
     }
+    // A video's outputs are per frame (its poster is frame 0): NAME/FRAME.EXT.
+    assert_eq!(dimensions(&out.join("clip/thumb/0.webp")).0, 64);
+    let small = std::fs::read_dir(out.join("clip/small"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_stem().unwrap() == "0")
+        .expect("the video's small output");
+    assert_eq!(dimensions(&small).0, 128, "{}", small.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

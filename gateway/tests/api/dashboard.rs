@@ -381,12 +381,13 @@ async fn the_dashboard_shows_queue_depth_workers_and_jobs_live_in_a_browser() {
     worker.signal("STOP");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut ids = Vec::new();
-    for name in ["kodim01", "kodim02", "kodim03"] {
-        ids.push(
-            cluster
-                .submit(corpus(&format!("jpeg/{name}.jpg")), LIGHT)
-                .await,
-        );
+    // A video job shows its poster like an image job its thumbnail.
+    for input in [
+        "jpeg/kodim01.jpg",
+        "jpeg/kodim02.jpg",
+        "video/black-start.mp4",
+    ] {
+        ids.push(cluster.submit(corpus(input), LIGHT).await);
     }
     browser.wait_for(&text("depth-normal"), json!("3")).await;
     browser.wait_for(&text("depth-running"), json!("0")).await;
@@ -411,7 +412,7 @@ async fn the_dashboard_shows_queue_depth_workers_and_jobs_live_in_a_browser() {
             json!(3),
         )
         .await;
-    // Thumbnails of the outputs loaded.
+    // Thumbnails of the outputs loaded, the video's poster among them.
     browser
         .wait_for(
             "return [...document.querySelectorAll('#recent img.thumb')].filter(i => i.complete && i.naturalWidth > 0).length",

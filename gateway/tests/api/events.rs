@@ -16,7 +16,10 @@ async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
 }
 
 /// Reads SSE `job` events from a response until it ends.
-async fn read_events(response: reqwest::Response, tx: tokio::sync::mpsc::UnboundedSender<Value>) {
+pub(crate) async fn read_events(
+    response: reqwest::Response,
+    tx: tokio::sync::mpsc::UnboundedSender<Value>,
+) {
     let mut body = response.bytes_stream();
     let mut buffer = String::new();
     while let Some(Ok(chunk)) = body.next().await {
@@ -76,6 +79,7 @@ async fn the_event_stream_follows_a_job_to_its_end() {
             Outcome::Succeeded {
                 outputs: vec![],
                 placeholder: None,
+                media: None,
             },
         )])
         .await

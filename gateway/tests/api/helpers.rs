@@ -42,6 +42,8 @@ pub struct AppOptions {
     pub webhook_allow_hosts: Vec<String>,
     pub public_url: Option<String>,
     pub presign_ttl: Option<Duration>,
+    pub max_pixels: Option<u64>,
+    pub max_video_duration: Option<Duration>,
 }
 
 impl Default for AppOptions {
@@ -60,6 +62,8 @@ impl Default for AppOptions {
             webhook_allow_hosts: Vec::new(),
             public_url: None,
             presign_ttl: None,
+            max_pixels: None,
+            max_video_duration: None,
         }
     }
 }
@@ -97,6 +101,12 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     settings.webhooks.public_url = options.public_url;
     if let Some(ttl) = options.presign_ttl {
         settings.presign_ttl = ttl;
+    }
+    if let Some(pixels) = options.max_pixels {
+        settings.connection.max_pixels = pixels;
+    }
+    if let Some(duration) = options.max_video_duration {
+        settings.media.max_video_duration = duration;
     }
     if let Some(limit) = options.max_upload {
         settings.max_upload = limit;

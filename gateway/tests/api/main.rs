@@ -16,4 +16,5 @@ mod ops;
 mod processes;
 mod promises;
 mod uploads;
+mod videos;
 mod webhooks;

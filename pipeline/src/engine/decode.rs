@@ -68,6 +68,8 @@ pub(super) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, Engin
     let format = match sniff(bytes) {
         Sniffed::Image(format) => format,
         Sniffed::Unsupported(name) => return Err(EngineError::UnsupportedFormat(name)),
+        // Videos go through `crate::video`, not the image decoders.
+        Sniffed::Video(_) => return Err(EngineError::UnsupportedFormat("video")),
         Sniffed::NotAnImage => return Err(EngineError::NotAnImage),
     };
     if let Some(screen) = gif_screen(bytes) {

@@ -41,6 +41,19 @@ pub enum EngineError {
     TimedOut,
     #[error("internal engine error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Video(crate::video::VideoError),
+}
+
+impl From<crate::video::VideoError> for EngineError {
+    fn from(e: crate::video::VideoError) -> Self {
+        use crate::video::VideoError;
+        match e {
+            VideoError::Cancelled => EngineError::Cancelled,
+            VideoError::TimedOut => EngineError::TimedOut,
+            other => EngineError::Video(other),
+        }
+    }
 }
 
 impl EngineError {
@@ -57,6 +70,7 @@ impl EngineError {
             EngineError::Encode { .. } | EngineError::Cancelled | EngineError::Internal(_) => {
                 FailureCode::Internal
             }
+            EngineError::Video(e) => e.code(),
         }
     }
 
@@ -65,6 +79,7 @@ impl EngineError {
     pub fn disposition(&self) -> Disposition {
         match self {
             EngineError::TimedOut => Disposition::Retry,
+            EngineError::Video(e) => e.disposition(),
             _ => Disposition::Abort,
         }
     }

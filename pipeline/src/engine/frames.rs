@@ -225,17 +225,19 @@ pub(super) fn assemble_sprite(cells: &[DynamicImage], layout: &SpriteLayout) -> 
     sheet
 }
 
-/// The WebVTT track: one cue per frame, `interval` seconds long, pointing at its cell.
-pub fn sprite_track(layout: &SpriteLayout, frames: u32, interval: f32, sprite_url: &str) -> String {
+/// The WebVTT track: one cue per frame, from its time to the next frame's (the last to `end`),
+/// pointing at its cell.
+pub fn sprite_track(layout: &SpriteLayout, times: &[f64], end: f64, sprite_url: &str) -> String {
     let mut vtt = String::from("WEBVTT\n");
-    let ms = |i: u32| (f64::from(i) * f64::from(interval) * 1000.0).round() as u64;
-    for i in 0..frames {
-        let (x, y) = layout.origin(i);
+    let ms = |t: f64| (t.max(0.0) * 1000.0).round() as u64;
+    for (i, start) in times.iter().enumerate() {
+        let stop = times.get(i + 1).copied().unwrap_or(end).max(*start);
+        let (x, y) = layout.origin(i as u32);
         let _ = write!(
             vtt,
             "\n{} --> {}\n{sprite_url}#xywh={x},{y},{},{}\n",
-            timestamp(ms(i)),
-            timestamp(ms(i + 1)),
+            timestamp(ms(*start)),
+            timestamp(ms(stop)),
             layout.cell.0,
             layout.cell.1
         );

@@ -37,7 +37,7 @@ use crate::spec::{Format, OutputSpec, Placeholder, Spec, SPRITE_OUTPUT, SPRITE_T
 pub use decode::SourceInfo;
 pub use error::EngineError;
 pub use frames::{sprite_track, RawLayout, RawPixelFormat, SpriteLayout};
-pub use sniff::{sniff, Sniffed, SourceFormat, SNIFF_LEN};
+pub use sniff::{sniff, Container, Sniffed, SourceFormat, SNIFF_LEN};
 
 use decode::{Decoded, Header};
 use encode::EncodeOptions;
@@ -405,63 +405,121 @@ pub fn process_frames(
     observer: &dyn Observer,
     sprite_url: &str,
 ) -> Result<ProcessedFrames, EngineError> {
-    contain_panics(|| {
-        check_frame_count(frames.len(), limits)?;
-        let first = decode_frame(&frames[0], spec, limits)?;
-        let layout = spec
-            .sprite
-            .as_ref()
-            .map(|sprite| sprite_layout(sprite, first.logical, frames.len(), limits))
-            .transpose()?;
-        checkpoint(observer, Stage::Decoded)?;
-        let placeholder = match spec.placeholder {
-            Some(Placeholder::Blurhash) => Some(blurhash(&first.image)?),
-            None => None,
-        };
-        drop(first);
+    check_frame_count(frames.len(), limits)?;
+    let mut renderer = FrameRenderer::new(&frames[0], frames.len(), spec, limits, observer)?;
+    renderer.render(frames, 0)?;
+    let interval = spec.sprite.as_ref().map_or(1.0, |s| f64::from(s.interval));
+    let times: Vec<f64> = (0..frames.len()).map(|i| i as f64 * interval).collect();
+    renderer.finish(sprite_url, &times, frames.len() as f64 * interval)
+}
 
-        let done = AtomicUsize::new(0);
-        let per_frame = frames
-            .par_iter()
-            .enumerate()
-            .map(|(index, frame)| {
-                let rendered =
-                    render_frame(frame, index as u32, spec, limits, layout.as_ref(), observer)?;
-                let done = done.fetch_add(1, Ordering::Relaxed) + 1;
-                checkpoint(
-                    observer,
-                    Stage::Rendered {
-                        name: "frame",
-                        done,
-                        total: frames.len(),
-                    },
-                )?;
-                Ok(rendered)
+/// Renders frames into every output of a spec batch by batch, keeping only what the outputs
+/// need (renditions and small sprite cells), so a video's frames never have to be held at once.
+pub struct FrameRenderer<'a> {
+    spec: &'a Spec,
+    limits: &'a Limits,
+    observer: &'a dyn Observer,
+    layout: Option<SpriteLayout>,
+    total: usize,
+    done: AtomicUsize,
+    outputs: Vec<Rendition>,
+    cells: Vec<DynamicImage>,
+    placeholder: Option<String>,
+}
+
+impl<'a> FrameRenderer<'a> {
+    /// Ready for `total` frames, the first of which is `first`: it sizes the sprite's cells and
+    /// gives the placeholder.
+    pub fn new(
+        first: &FrameSource<'_>,
+        total: usize,
+        spec: &'a Spec,
+        limits: &'a Limits,
+        observer: &'a dyn Observer,
+    ) -> Result<FrameRenderer<'a>, EngineError> {
+        contain_panics(|| {
+            check_frame_count(total, limits)?;
+            let decoded = decode_frame(first, spec, limits)?;
+            let layout = spec
+                .sprite
+                .as_ref()
+                .map(|sprite| sprite_layout(sprite, decoded.logical, total, limits))
+                .transpose()?;
+            checkpoint(observer, Stage::Decoded)?;
+            let placeholder = match spec.placeholder {
+                Some(Placeholder::Blurhash) => Some(blurhash(&decoded.image)?),
+                None => None,
+            };
+            Ok(FrameRenderer {
+                spec,
+                limits,
+                observer,
+                layout,
+                total,
+                done: AtomicUsize::new(0),
+                outputs: Vec::with_capacity(total * spec.outputs.len()),
+                cells: Vec::new(),
+                placeholder,
             })
-            .collect::<Result<Vec<_>, EngineError>>()?;
+        })
+    }
 
-        let mut outputs = Vec::with_capacity(frames.len() * spec.outputs.len());
-        let mut cells = Vec::new();
-        for (renditions, cell) in per_frame {
-            outputs.extend(renditions);
-            cells.extend(cell);
+    /// Renders `frames` (numbered from `first_index`) in parallel, one decoded frame per
+    /// thread at a time.
+    pub fn render(
+        &mut self,
+        frames: &[FrameSource<'_>],
+        first_index: u32,
+    ) -> Result<(), EngineError> {
+        let (spec, limits, observer) = (self.spec, self.limits, self.observer);
+        let (layout, done, total) = (self.layout.as_ref(), &self.done, self.total);
+        let rendered = contain_panics(|| {
+            frames
+                .par_iter()
+                .enumerate()
+                .map(|(i, frame)| {
+                    let index = first_index + i as u32;
+                    let rendered = render_frame(frame, index, spec, limits, layout, observer)?;
+                    let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    checkpoint(
+                        observer,
+                        Stage::Rendered {
+                            name: "frame",
+                            done,
+                            total,
+                        },
+                    )?;
+                    Ok(rendered)
+                })
+                .collect::<Result<Vec<_>, EngineError>>()
+        })?;
+        for (renditions, cell) in rendered {
+            self.outputs.extend(renditions);
+            self.cells.extend(cell);
         }
-        let sprite = match (&spec.sprite, layout) {
-            (Some(sprite), Some(layout)) => Some(sprite_outputs(
-                sprite,
-                &layout,
-                &cells,
-                frames.len() as u32,
-                sprite_url,
-            )?),
+        Ok(())
+    }
+
+    /// Every output, frame by frame, and the sprite whose cues start at `times` (one per
+    /// frame, seconds) and end at `end`.
+    pub fn finish(
+        self,
+        sprite_url: &str,
+        times: &[f64],
+        end: f64,
+    ) -> Result<ProcessedFrames, EngineError> {
+        let sprite = match (&self.spec.sprite, &self.layout) {
+            (Some(sprite), Some(layout)) => Some(contain_panics(|| {
+                sprite_outputs(sprite, layout, &self.cells, times, end, sprite_url)
+            })?),
             _ => None,
         };
         Ok(ProcessedFrames {
-            outputs,
+            outputs: self.outputs,
             sprite,
-            placeholder,
+            placeholder: self.placeholder,
         })
-    })
+    }
 }
 
 fn check_frame_count(count: usize, limits: &Limits) -> Result<(), EngineError> {
@@ -527,12 +585,14 @@ fn render_frame(
     Ok((renditions, cell))
 }
 
-/// The sprite sheet from its cells, and its WebVTT track pointing at `sprite_url`.
+/// The sprite sheet from its cells, and its WebVTT track pointing at `sprite_url`, a cue per
+/// frame from its time to the next frame's (the last to `end`).
 fn sprite_outputs(
     sprite: &crate::spec::SpriteSpec,
     layout: &SpriteLayout,
     cells: &[DynamicImage],
-    frames: u32,
+    times: &[f64],
+    end: f64,
     sprite_url: &str,
 ) -> Result<(Rendition, Rendition), EngineError> {
     let sheet = frames::assemble_sprite(cells, layout);
@@ -547,7 +607,7 @@ fn sprite_outputs(
             metadata: None,
         },
     )?;
-    let track = sprite_track(layout, frames, sprite.interval, sprite_url);
+    let track = sprite_track(layout, times, end, sprite_url);
     Ok((
         Rendition {
             name: SPRITE_OUTPUT.into(),

@@ -35,10 +35,23 @@ impl SourceFormat {
     }
 }
 
+/// Video containers, by their bytes (API.md § Video files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Container {
+    /// ISO base media: MP4, MOV, M4V, 3GP (an `ftyp` box that is not an image brand).
+    IsoBmff,
+    /// Matroska and WebM (an EBML header).
+    Matroska,
+    /// MPEG transport stream (sync bytes every 188).
+    MpegTs,
+}
+
 /// The verdict on some bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sniffed {
     Image(SourceFormat),
+    Video(Container),
     /// A known image format the engine does not read.
     Unsupported(&'static str),
     NotAnImage,
@@ -60,6 +73,9 @@ pub fn sniff(bytes: &[u8]) -> Sniffed {
     }
     if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WEBP" {
         return Sniffed::Image(SourceFormat::Webp);
+    }
+    if let Some(container) = video_container(bytes) {
+        return Sniffed::Video(container);
     }
     let unsupported = if starts(b"BM") && bytes.len() >= 14 {
         Some("bmp")
@@ -88,6 +104,22 @@ pub fn sniff(bytes: &[u8]) -> Sniffed {
         Some(name) => Sniffed::Unsupported(name),
         None => Sniffed::NotAnImage,
     }
+}
+
+/// An ISO BMFF file whose brand is no image format's, an EBML header, or MPEG-TS packets.
+fn video_container(bytes: &[u8]) -> Option<Container> {
+    if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        let image_brand = matches!(
+            &bytes[8..12],
+            b"avif" | b"avis" | b"heic" | b"heix" | b"hevc" | b"mif1" | b"msf1"
+        );
+        return (!image_brand).then_some(Container::IsoBmff);
+    }
+    if bytes.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        return Some(Container::Matroska);
+    }
+    let sync = |at: usize| bytes.get(at) == Some(&0x47);
+    (sync(0) && sync(188) && (bytes.len() <= 376 || sync(376))).then_some(Container::MpegTs)
 }
 
 fn looks_like_svg(bytes: &[u8]) -> bool {
@@ -125,5 +157,28 @@ mod tests {
         assert_eq!(sniff(b"%PDF-1.7"), Sniffed::NotAnImage);
         assert_eq!(sniff(b""), Sniffed::NotAnImage);
         assert_eq!(sniff(b"RIFF\0\0\0\0WAVE"), Sniffed::NotAnImage);
+    }
+
+    #[test]
+    fn recognises_video_containers() {
+        assert_eq!(
+            sniff(b"\0\0\0\x20ftypisom\0\0\x02\0"),
+            Sniffed::Video(Container::IsoBmff)
+        );
+        assert_eq!(
+            sniff(b"\0\0\0\x14ftypqt  "),
+            Sniffed::Video(Container::IsoBmff)
+        );
+        assert_eq!(
+            sniff(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F]),
+            Sniffed::Video(Container::Matroska)
+        );
+        let mut ts = vec![0u8; 400];
+        for at in [0, 188, 376] {
+            ts[at] = 0x47;
+        }
+        assert_eq!(sniff(&ts), Sniffed::Video(Container::MpegTs));
+        ts[188] = 0;
+        assert_eq!(sniff(&ts), Sniffed::NotAnImage);
     }
 }

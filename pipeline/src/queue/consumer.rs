@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::Value;
 
 use crate::failure::Disposition;
-use crate::job::{JobError, JobRecord, OutputRecord};
+use crate::job::{JobError, JobRecord, Media, OutputRecord};
 
 use super::conn::RedisConn;
 use super::keys::GROUP;
@@ -53,6 +53,8 @@ pub enum Outcome {
     Succeeded {
         outputs: Vec<OutputRecord>,
         placeholder: Option<String>,
+        /// What a worker found the source to be (a video's probe).
+        media: Option<Media>,
     },
     /// Retried later (with backoff) when the error is transient and attempts remain, else final.
     Failed {
@@ -415,6 +417,7 @@ impl Consumer {
             Outcome::Succeeded {
                 outputs,
                 placeholder,
+                media,
             } => {
                 plan.kind = "succeeded";
                 plan.set.push((
@@ -424,6 +427,12 @@ impl Consumer {
                 plan.set.push(("error", String::new()));
                 if let Some(placeholder) = placeholder {
                     plan.set.push(("placeholder", placeholder.clone()));
+                }
+                if let Some(media) = media {
+                    plan.set.push((
+                        "media",
+                        serde_json::to_string(media).expect("media serializes"),
+                    ));
                 }
             }
             Outcome::Cancelled => {}

@@ -38,9 +38,69 @@ pub struct Spec {
     pub webhook: Option<Webhook>,
     #[serde(skip_serializing_if = "Priority::is_normal")]
     pub priority: Priority,
-    /// Frame jobs only: a sprite sheet of every frame plus a WebVTT thumbnail track.
+    /// Frame jobs and videos: a sprite sheet of every frame plus a WebVTT thumbnail track.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sprite: Option<SpriteSpec>,
+    /// Videos: which frames to take (default: the poster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoSpec>,
+}
+
+/// Which frames of a video a job takes (API.md § Video files).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VideoSpec {
+    pub frames: FrameChoice,
+    /// More chosen frames are thinned evenly to this many (and to `--max-frames`).
+    pub max_frames: u32,
+}
+
+impl Default for VideoSpec {
+    fn default() -> Self {
+        VideoSpec {
+            frames: FrameChoice::Poster,
+            max_frames: DEFAULT_VIDEO_FRAMES,
+        }
+    }
+}
+
+/// Frames a video job takes when the spec does not say how many at most.
+pub const DEFAULT_VIDEO_FRAMES: u32 = 100;
+
+/// The scene-change threshold of `"scenes"` without a number.
+pub const DEFAULT_SCENE_THRESHOLD: f64 = 0.3;
+
+/// The frames of a video a job takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameChoice {
+    /// One frame that stands for the video: never a black, blank or fade frame when the video
+    /// has a better one.
+    Poster,
+    /// One frame every this many seconds, from 0.
+    Every(f64),
+    /// This many frames spread evenly over the duration.
+    Count(u32),
+    /// The frames at these times (seconds).
+    At(Vec<f64>),
+    /// Every keyframe.
+    Keyframes,
+    /// The first frame of every scene, a new scene starting where frames differ more than
+    /// this threshold (0–1].
+    Scenes(f64),
+}
+
+impl Serialize for FrameChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde_json::json;
+        let value = match self {
+            FrameChoice::Poster => json!("poster"),
+            FrameChoice::Keyframes => json!("keyframes"),
+            FrameChoice::Every(seconds) => json!({ "every": seconds }),
+            FrameChoice::Count(count) => json!({ "count": count }),
+            FrameChoice::At(times) => json!({ "at": times }),
+            FrameChoice::Scenes(threshold) => json!({ "scenes": threshold }),
+        };
+        value.serialize(serializer)
+    }
 }
 
 /// One named variant the job produces.

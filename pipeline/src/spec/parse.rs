@@ -55,6 +55,7 @@ impl Spec {
             "webhook",
             "priority",
             "sprite",
+            "video",
         ])?;
 
         let outputs_value = spec.required("outputs")?;
@@ -100,6 +101,7 @@ impl Spec {
             webhook: spec.get("webhook").map(parse_webhook).transpose()?,
             priority: spec.choice("priority")?.unwrap_or_default(),
             sprite,
+            video: spec.get("video").map(parse_video).transpose()?,
         })
     }
 }
@@ -305,6 +307,91 @@ fn parse_rotate(op: &Obj<'_>) -> Result<Op> {
         }
     };
     Ok(Op::Rotate { degrees })
+}
+
+/// Most frames a spec may ask a video for (the deployment's `--max-frames` thins further).
+const MAX_VIDEO_FRAMES: RangeInclusive<u32> = 1..=100_000;
+/// Longest interval or latest time a spec may name, in seconds (a day).
+const MAX_VIDEO_SECONDS: f64 = 86_400.0;
+
+fn parse_video(value: &Value) -> Result<VideoSpec> {
+    let video = Obj::new(value, "video")?;
+    video.only(&["frames", "max_frames"])?;
+    let frames = match video.get("frames") {
+        None => FrameChoice::Poster,
+        Some(value) => parse_frame_choice(value)?,
+    };
+    Ok(VideoSpec {
+        frames,
+        max_frames: video
+            .uint("max_frames", MAX_VIDEO_FRAMES)?
+            .unwrap_or(DEFAULT_VIDEO_FRAMES),
+    })
+}
+
+/// `"poster"`, `"keyframes"`, `"scenes"`, or one of `{"every": S}`, `{"count": N}`,
+/// `{"at": [S, ...]}`, `{"scenes": T}`.
+fn parse_frame_choice(value: &Value) -> Result<FrameChoice> {
+    const EXPECTED: &str = "must be \"poster\", \"keyframes\", \"scenes\", or {\"every\": S}, \
+         {\"count\": N}, {\"at\": [S, ...]} or {\"scenes\": T}";
+    match value {
+        Value::String(name) => match name.as_str() {
+            "poster" => Ok(FrameChoice::Poster),
+            "keyframes" => Ok(FrameChoice::Keyframes),
+            "scenes" => Ok(FrameChoice::Scenes(DEFAULT_SCENE_THRESHOLD)),
+            _ => Err(SpecError::new("video.frames", EXPECTED)),
+        },
+        Value::Object(map) if map.len() == 1 => {
+            let choice = Obj::new(value, "video.frames")?;
+            if let Some(every) = choice.float("every", 0.0..=MAX_VIDEO_SECONDS)? {
+                if every <= 0.0 {
+                    return Err(SpecError::new(
+                        "video.frames.every",
+                        "must be over 0 seconds",
+                    ));
+                }
+                return Ok(FrameChoice::Every(f64::from(every)));
+            }
+            if let Some(count) = choice.uint("count", MAX_VIDEO_FRAMES)? {
+                return Ok(FrameChoice::Count(count));
+            }
+            if let Some(scenes) = choice.float("scenes", 0.0..=1.0)? {
+                if scenes <= 0.0 {
+                    return Err(SpecError::new("video.frames.scenes", "must be in (0, 1]"));
+                }
+                return Ok(FrameChoice::Scenes(f64::from(scenes)));
+            }
+            if let Some(times) = choice.get("at") {
+                return parse_times(times).map(FrameChoice::At);
+            }
+            Err(SpecError::new("video.frames", EXPECTED))
+        }
+        _ => Err(SpecError::new("video.frames", EXPECTED)),
+    }
+}
+
+/// 1 to 2,000 times in seconds, each in 0..=86400: never more than a job may take
+/// (`--max-frames` is 2,000 by default), and short enough to fit in a query string.
+fn parse_times(value: &Value) -> Result<Vec<f64>> {
+    let field = "video.frames.at";
+    let items = value
+        .as_array()
+        .filter(|items| (1..=2_000).contains(&items.len()))
+        .ok_or_else(|| SpecError::new(field, "must be an array of 1 to 2000 times in seconds"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.as_f64()
+                .filter(|t| (0.0..=MAX_VIDEO_SECONDS).contains(t))
+                .ok_or_else(|| {
+                    SpecError::new(
+                        format!("{field}[{i}]"),
+                        "must be a number of seconds in 0..=86400",
+                    )
+                })
+        })
+        .collect()
 }
 
 fn parse_webhook(value: &Value) -> Result<Webhook> {

@@ -73,6 +73,7 @@ fn new_job(priority: Priority, owner: Option<&str>) -> NewJob {
 
 fn output(job: &str) -> OutputRecord {
     OutputRecord {
+        t: None,
         name: "thumb".into(),
         frame: None,
         content_type: "image/jpeg".into(),
@@ -122,6 +123,7 @@ fn succeed(record: &JobRecord) -> Outcome {
     Outcome::Succeeded {
         outputs: vec![output(&record.id)],
         placeholder: Some("LKO2?U%2Tw=w".into()),
+        media: None,
     }
 }
 

@@ -7,14 +7,19 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use std::path::{Path, PathBuf};
+
 use pipeline::engine::{
-    self, EngineError, FrameSource, Interrupt, Limits, Observer, Rendition, Stage,
+    self, Container, EngineError, FrameSource, Interrupt, Limits, Observer, Rendition, Stage,
 };
 use pipeline::failure::{Disposition, FailureCode};
-use pipeline::job::{JobError, JobInput, JobRecord, OutputRecord};
+use pipeline::job::{JobError, JobInput, JobRecord, Media, OutputRecord};
 use pipeline::queue::{Lease, Outcome};
+use pipeline::spec::Spec;
 use pipeline::storage::{ObjectKey, StorageError};
+use pipeline::video::{process_video, VideoLimits};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{oneshot, watch};
 
 use super::Shared;
@@ -100,9 +105,10 @@ pub(super) async fn execute(
     let result = attempt(shared, record, cancel, progress_tx).await;
     reporter.abort();
     match result {
-        Ok((outputs, placeholder)) => Outcome::Succeeded {
-            outputs,
-            placeholder,
+        Ok(made) => Outcome::Succeeded {
+            outputs: made.outputs,
+            placeholder: made.placeholder,
+            media: made.media,
         },
         Err(e) => {
             let outcome = e.outcome();
@@ -147,7 +153,7 @@ async fn attempt(
     record: &JobRecord,
     cancel: Arc<AtomicBool>,
     progress: watch::Sender<u8>,
-) -> Result<(Vec<OutputRecord>, Option<String>), AttemptError> {
+) -> Result<Made, AttemptError> {
     let mut budget = TimeBudget {
         total: shared.settings.job_timeout,
         spent: Duration::ZERO,
@@ -165,13 +171,13 @@ async fn attempt(
     let spec = record.spec.clone();
     let limits = Limits {
         max_pixels: shared.settings.max_pixels,
-        ..Limits::default()
+        max_frames: shared.settings.video.max_frames,
     };
-    let sprite_url = pipeline::spec::SPRITE_OUTPUT.to_owned();
+    let video_limits = shared.settings.video.clone();
     let metrics = shared.metrics.clone();
     let engine_budget = budget.remaining();
     let engine_started = Instant::now();
-    let (renditions, placeholder) = on_pool(shared, engine_budget, move |deadline| {
+    let rendered = on_pool(shared, engine_budget, move |deadline| {
         // The engine checks the deadline (and a cancel) at every stage boundary.
         let observer = JobObserver {
             cancel,
@@ -179,25 +185,7 @@ async fn attempt(
             progress,
             metrics,
         };
-        let sources: Vec<FrameSource<'_>> = match &input {
-            Input::Image(bytes) => {
-                return engine::process(bytes, &spec, &limits, &observer)
-                    .map(|p| (p.outputs, p.placeholder));
-            }
-            Input::Frames(frames) => frames.iter().map(|f| FrameSource::Encoded(f)).collect(),
-            Input::Raw(buffer, layout) => layout
-                .split(buffer, limits.max_pixels)?
-                .into_iter()
-                .map(|f| FrameSource::Raw(f, *layout))
-                .collect(),
-        };
-        frames_result(engine::process_frames(
-            &sources,
-            &spec,
-            &limits,
-            &observer,
-            &sprite_url,
-        ))
+        render(&input, &spec, &limits, &video_limits, &observer)
     })
     .await
     .map_err(|e| match e {
@@ -208,9 +196,98 @@ async fn attempt(
     budget.spent += engine_budget.min(engine_started.elapsed());
 
     let upload_started = Instant::now();
-    let outputs = budget.io(upload(shared, &record.id, renditions)).await?;
+    let outputs = budget
+        .io(upload(
+            shared,
+            &record.id,
+            rendered.outputs,
+            &rendered.times,
+        ))
+        .await?;
     shared.metrics.stage("upload", upload_started.elapsed());
-    Ok((outputs, placeholder))
+    Ok(Made {
+        outputs,
+        placeholder: rendered.placeholder,
+        media: rendered.media,
+    })
+}
+
+/// What the engine made of an input.
+struct Rendered {
+    outputs: Vec<Rendition>,
+    placeholder: Option<String>,
+    /// For videos: each frame's time, by frame index.
+    times: Vec<f64>,
+    /// For videos: what the probe found.
+    media: Option<Media>,
+}
+
+/// What an attempt made, stored.
+pub(super) struct Made {
+    pub outputs: Vec<OutputRecord>,
+    pub placeholder: Option<String>,
+    pub media: Option<Media>,
+}
+
+/// Runs the engine on an input (on an engine thread).
+fn render(
+    input: &Input,
+    spec: &Spec,
+    limits: &Limits,
+    video_limits: &VideoLimits,
+    observer: &JobObserver,
+) -> Result<Rendered, EngineError> {
+    let sprite_url = pipeline::spec::SPRITE_OUTPUT;
+    let sources: Vec<FrameSource<'_>> = match input {
+        Input::Image(bytes) => {
+            let processed = engine::process(bytes, spec, limits, observer)?;
+            return Ok(Rendered {
+                outputs: processed.outputs,
+                placeholder: processed.placeholder,
+                times: Vec::new(),
+                media: None,
+            });
+        }
+        Input::Video(file, container) => {
+            let video = process_video(
+                file.path(),
+                *container,
+                spec,
+                limits,
+                video_limits,
+                observer,
+                sprite_url,
+            )?;
+            let mut outputs = video.outputs;
+            outputs.extend(
+                video
+                    .sprite
+                    .into_iter()
+                    .flat_map(|(sheet, track)| [sheet, track]),
+            );
+            return Ok(Rendered {
+                outputs,
+                placeholder: video.placeholder,
+                times: video.times,
+                media: Some(Media::Video(video.info)),
+            });
+        }
+        Input::Frames(frames) => frames.iter().map(|f| FrameSource::Encoded(f)).collect(),
+        Input::Raw(buffer, layout) => layout
+            .split(buffer, limits.max_pixels)?
+            .into_iter()
+            .map(|f| FrameSource::Raw(f, *layout))
+            .collect(),
+    };
+    let (outputs, placeholder) = frames_result(engine::process_frames(
+        &sources, spec, limits, observer, sprite_url,
+    ))?;
+    Ok(Rendered {
+        outputs,
+        placeholder,
+        times: Vec::new(),
+        media: None,
+    })
 }
 
 fn frames_result(
@@ -262,6 +339,38 @@ enum Input {
     Image(Bytes),
     Frames(Vec<Bytes>),
     Raw(Bytes, engine::RawLayout),
+    Video(TempFile, Container),
+}
+
+/// A local copy of an input, deleted when dropped (decoders read files, not streams).
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Streams an object into a temporary file.
+async fn download_to_file(shared: &Shared, key: &str) -> Result<TempFile, StorageError> {
+    let key = ObjectKey::parse(key)?;
+    let dir = std::env::temp_dir().join("imagepipe-inputs");
+    let io = |e: std::io::Error| StorageError::Unavailable(format!("local copy: {e}"));
+    tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+    let file = TempFile(dir.join(uuid::Uuid::new_v4().to_string()));
+    let (_, mut stream) = shared.storage.get_stream(&key).await?;
+    let mut out = tokio::fs::File::create(file.path()).await.map_err(io)?;
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk?).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)?;
+    Ok(file)
 }
 
 async fn download(shared: &Shared, input: &JobInput) -> Result<Input, StorageError> {
@@ -272,6 +381,9 @@ async fn download(shared: &Shared, input: &JobInput) -> Result<Input, StorageErr
     Ok(match input {
         JobInput::Image { key, .. } => Input::Image(get(key.clone()).await?),
         JobInput::RawFrames { key, layout, .. } => Input::Raw(get(key.clone()).await?, *layout),
+        JobInput::Video { key, container, .. } => {
+            Input::Video(download_to_file(shared, key).await?, *container)
+        }
         JobInput::Frames { keys, .. } => Input::Frames(
             futures::stream::iter(keys.iter().cloned().map(get))
                 .buffered(8)
@@ -285,6 +397,7 @@ async fn upload(
     shared: &Shared,
     job_id: &str,
     renditions: Vec<Rendition>,
+    times: &[f64],
 ) -> Result<Vec<OutputRecord>, StorageError> {
     futures::stream::iter(renditions.into_iter().map(|rendition| async move {
         let key = ObjectKey::output(
@@ -302,6 +415,7 @@ async fn upload(
             .put(&key, Bytes::from(rendition.data), content_type)
             .await?;
         Ok(OutputRecord {
+            t: rendition.frame.and_then(|f| times.get(f as usize).copied()),
             name: rendition.name,
             frame: rendition.frame,
             content_type: content_type.to_owned(),

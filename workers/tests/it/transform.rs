@@ -181,3 +181,51 @@ fn reads_the_spec_from_a_file_and_keeps_repeated_stems_apart() {
     assert!(out.join("kodim03/small.png").exists() && out.join("kodim03-2/small.png").exists());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn takes_video_files_with_frames_times_and_a_sprite() {
+    let out = temp_dir("video");
+    let spec = r#"{"video":{"frames":{"count":3}},"outputs":[{"name":"thumb","ops":[{"op":"resize","width":160}],"format":"webp"}],"sprite":{"columns":3,"width":80}}"#;
+    let rotated = corpus("video/phone-rotated-90.mp4");
+    let audio = corpus("video/audio-only.m4a");
+    let output = worker(&[
+        "transform",
+        "--spec",
+        spec,
+        "--out",
+        out.to_str().unwrap(),
+        rotated.to_str().unwrap(),
+        audio.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = lines(&output);
+    let outputs = lines[0]["outputs"].as_array().expect("outputs");
+    let frames: Vec<&Value> = outputs.iter().filter(|o| o["name"] == "thumb").collect();
+    assert_eq!(frames.len(), 3, "{}", lines[0]);
+    let mut last = -1.0;
+    for (index, frame) in frames.iter().enumerate() {
+        assert_eq!(frame["frame"], index);
+        let t = frame["t"].as_f64().expect("t");
+        assert!(t > last, "times rise: {}", lines[0]);
+        last = t;
+        // As displayed: the phone's rotation is applied, so the frames are portrait.
+        assert!(frame["height"].as_u64() > frame["width"].as_u64());
+        let path = out.join(format!("phone-rotated-90/thumb/{index}.webp"));
+        assert_eq!(frame["path"], path.to_str().unwrap());
+        assert_eq!(image::open(&path).unwrap().width(), 160);
+    }
+    let vtt = std::fs::read_to_string(out.join("phone-rotated-90/sprite_vtt.vtt")).unwrap();
+    assert!(vtt.starts_with("WEBVTT"), "{vtt}");
+    assert_eq!(vtt.matches(" --> ").count(), 3, "{vtt}");
+    assert!(out.join("phone-rotated-90/sprite.jpg").exists());
+    assert_eq!(
+        lines[1]["error"]["code"], "unsupported_format",
+        "{}",
+        lines[1]
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1,0 +1,249 @@
+//! Decoder processes that cannot outlive their worker or take it down: each runs under
+//! `setpriv --pdeathsig KILL` (killed when its parent dies, SIGKILL included) and
+//! `prlimit --as` (a memory cap), with nothing on stdin. The parent-death signal fires when
+//! the *thread* that forked exits, so every child is spawned by one long-lived thread, never by
+//! a pool thread that may come and go. No `unsafe` code is needed for either.
+//!
+//! While a child runs, its caller's `stop` is polled and the output is watched: a child that
+//! writes nothing for the stall limit, or that its caller stops (cancel, deadline, shutdown), is
+//! killed at once.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::engine::Interrupt;
+
+/// How often a running child's caller is asked whether to stop.
+const POLL: Duration = Duration::from_millis(20);
+
+/// What a finished child wrote.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// Why a child did not finish by itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChildError {
+    /// It could not be started (the program is missing, say).
+    Spawn(String),
+    /// It wrote nothing for this long and was killed.
+    Stalled(Duration),
+    /// Its caller stopped it.
+    Stopped(Interrupt),
+}
+
+/// Limits a child runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildLimits {
+    /// Address space, bytes.
+    pub memory: u64,
+    /// No output for this long: killed.
+    pub stall: Duration,
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// The one thread children are forked from, alive as long as the process.
+static SPAWNER: LazyLock<Mutex<mpsc::Sender<SpawnRequest>>> = LazyLock::new(|| {
+    let (tx, rx) = mpsc::channel::<SpawnRequest>();
+    std::thread::Builder::new()
+        .name("decoder-spawner".into())
+        .spawn(move || {
+            for (mut command, reply) in rx {
+                let _ = reply.send(command.spawn());
+            }
+        })
+        .expect("the decoder spawner thread starts");
+    Mutex::new(tx)
+});
+
+fn spawn(command: Command) -> std::io::Result<Child> {
+    let (reply, answer) = mpsc::channel();
+    SPAWNER
+        .lock()
+        .expect("spawner lock")
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("the decoder spawner is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the decoder spawner is gone"))?
+}
+
+/// The command line: `setpriv --pdeathsig KILL -- prlimit --as=N -- PROGRAM ARGS`.
+fn limited(program: &str, args: &[OsString], limits: &ChildLimits) -> Command {
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--pdeathsig", "KILL", "--", "prlimit"])
+        .arg(format!("--as={}", limits.memory))
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `program` with `args` to its end under `limits`; `stop` is asked every few
+/// milliseconds and ends it early. Blocks: call it from a thread that may block.
+pub fn run(
+    program: &str,
+    args: &[OsString],
+    limits: &ChildLimits,
+    stop: &dyn Fn() -> Option<Interrupt>,
+) -> Result<Finished, ChildError> {
+    let started = Instant::now();
+    let mut child = spawn(limited(program, args, limits))
+        .map_err(|e| ChildError::Spawn(format!("{program}: {e}")))?;
+    // Milliseconds since the start when the child last wrote anything.
+    let progress = Arc::new(AtomicU64::new(0));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| drain(out, started, progress.clone()));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| drain(err, started, progress.clone()));
+    let outcome = watch(&mut child, started, &progress, limits.stall, stop);
+    if outcome.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stdout = stdout.and_then(|t| t.join().ok()).unwrap_or_default();
+    let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    outcome.map(|status| Finished {
+        status,
+        stdout,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// Waits for the child, stopping it when asked to or when it stalls.
+fn watch(
+    child: &mut Child,
+    started: Instant,
+    progress: &AtomicU64,
+    stall: Duration,
+    stop: &dyn Fn() -> Option<Interrupt>,
+) -> Result<ExitStatus, ChildError> {
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| ChildError::Spawn(e.to_string()))?
+        {
+            return Ok(status);
+        }
+        if let Some(interrupt) = stop() {
+            return Err(ChildError::Stopped(interrupt));
+        }
+        let last = Duration::from_millis(progress.load(Ordering::Relaxed));
+        if started.elapsed().saturating_sub(last) > stall {
+            return Err(ChildError::Stalled(stall));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own, noting when bytes arrive.
+fn drain(
+    mut pipe: impl Read + Send + 'static,
+    started: Instant,
+    progress: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return all,
+                Ok(n) => {
+                    all.extend_from_slice(&buf[..n]);
+                    progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ChildLimits = ChildLimits {
+        memory: 1 << 30,
+        stall: Duration::from_secs(10),
+    };
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_child_runs_to_its_end_with_its_output() {
+        let finished = run("echo", &args(&["hello"]), &LIMITS, &|| None).unwrap();
+        assert!(finished.status.success());
+        assert_eq!(finished.stdout, b"hello\n");
+    }
+
+    #[test]
+    fn a_silent_child_is_killed_as_stalled_and_a_stopped_one_at_once() {
+        let stall = ChildLimits {
+            stall: Duration::from_millis(300),
+            ..LIMITS
+        };
+        let started = Instant::now();
+        let stalled = run("sleep", &args(&["5"]), &stall, &|| None);
+        assert_eq!(stalled.unwrap_err(), ChildError::Stalled(stall.stall));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let started = Instant::now();
+        let stop =
+            || (started.elapsed() > Duration::from_millis(200)).then_some(Interrupt::Cancelled);
+        let stopped = run("sleep", &args(&["5"]), &LIMITS, &stop);
+        assert_eq!(
+            stopped.unwrap_err(),
+            ChildError::Stopped(Interrupt::Cancelled)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn the_memory_cap_holds() {
+        let small = ChildLimits {
+            memory: 256 << 20,
+            ..LIMITS
+        };
+        let grab = args(&["-c", "b = bytearray(512 << 20); print(len(b))"]);
+        let capped = run("python3", &grab, &small, &|| None).unwrap();
+        assert!(!capped.status.success(), "512 MiB under a 256 MiB cap");
+        assert!(capped.stderr.contains("MemoryError"), "{}", capped.stderr);
+        let roomy = run("python3", &grab, &LIMITS, &|| None).unwrap();
+        assert!(roomy.status.success(), "{}", roomy.stderr);
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        match run("imagepipe-no-such-program", &[], &LIMITS, &|| None) {
+            Err(ChildError::Spawn(_)) => {}
+            Ok(finished) => assert!(!finished.status.success()),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
