@@ -111,7 +111,11 @@ for name in slideshow-h264-aac.mp4 slideshow-vp9-opus.webm slideshow-hevc10.mov;
   for choice in poster count10 every1; do
     read -r -a times <<<"$(times_for "$choice" "$d")"
     ours=$(median imagepipe "$choice" jpeg "$file")
-    ours_quality=$(quality "$file" "${times[@]}")
+    # Scored at the times imagepipe took (the poster's is its own choice).
+    rm -rf "$WORK/out" && mkdir -p "$WORK/out"
+    read -r -a ours_times <<<"$(imagepipe "$choice" jpeg "$file" |
+      python3 -c 'import json,sys; print(" ".join(str(o["t"]) for o in json.load(sys.stdin)["outputs"]))')"
+    ours_quality=$(quality "$file" "${ours_times[@]}")
     webp=$(median imagepipe "$choice" webp "$file")
     frame_script=$(median per_frame_script "$file" "${times[@]}")
     script_quality=$(quality "$file" "${times[@]}")

@@ -171,16 +171,10 @@ fn try_transform(
                 ..VideoLimits::default()
             };
             let sprite = pipeline::spec::SPRITE_OUTPUT;
-            let video = process_video(file, container, spec, limits, &video_limits, &(), sprite)
-                .map_err(engine)?;
-            let mut outputs = video.outputs;
-            outputs.extend(
-                video
-                    .sprite
-                    .into_iter()
-                    .flat_map(|(sheet, track)| [sheet, track]),
-            );
-            (outputs, video.placeholder, video.times)
+            let mut video =
+                process_video(file, container, spec, limits, &video_limits, &(), sprite)
+                    .map_err(engine)?;
+            (video.renditions(), video.placeholder, video.times)
         }
         _ => {
             let bytes = std::fs::read(file)

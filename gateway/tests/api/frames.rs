@@ -74,15 +74,7 @@ async fn raw_frames_in_every_pixel_format_become_one_output_per_frame() {
         );
         let url = outputs[1]["url"].as_str().unwrap();
         assert!(url.ends_with("/outputs/f?frame=1"), "{url}");
-        let bytes = app
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let bytes = app.bytes(url).await;
         let frame = image::load_from_memory(&bytes).unwrap();
         assert_eq!(frame.dimensions(), (8, 6));
         let [r, _, b, _] = frame.get_pixel(4, 3).0;

@@ -198,6 +198,13 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// The body at `url` (an output, say), which must answer 200.
+    pub async fn bytes(&self, url: &str) -> Vec<u8> {
+        let response = self.http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        response.bytes().await.unwrap().to_vec()
+    }
+
     /// Polls a job until it ends (or panics after `limit`).
     pub async fn wait_for(&self, id: &str, limit: Duration) -> Value {
         let started = Instant::now();

@@ -26,15 +26,7 @@ fn spec(video: Option<Value>, extra: &str) -> String {
 
 /// The image behind an output URL.
 async fn fetch_image(app: &TestApp, url: &str) -> image::DynamicImage {
-    let bytes = app
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = app.bytes(url).await;
     image::load_from_memory(&bytes).expect("an output image")
 }
 
@@ -552,7 +544,7 @@ async fn a_video_job_reports_progress_frame_by_frame() {
         ..AppOptions::default()
     })
     .await;
-    let frames = json!({"count": 24});
+    let frames = json!({"count": 48});
     let spec = spec(Some(json!({ "frames": frames })), "");
     let id = app
         .submit_ok(corpus("video/slideshow-h264-aac.mp4"), &spec)
@@ -579,13 +571,14 @@ async fn a_video_job_reports_progress_frame_by_frame() {
         }
     };
     assert_eq!(last["status"], "succeeded", "{last}");
-    assert_eq!(last["outputs"].as_array().unwrap().len(), 24);
-    // Rendering moves the figure a batch of frames at a time, never backwards.
+    assert_eq!(last["outputs"].as_array().unwrap().len(), 48);
+    // Rendering moves the figure as frames are done (reported a few times a second), never
+    // backwards.
     let rendering: Vec<u64> = seen
         .iter()
         .copied()
         .filter(|p| (11..90).contains(p))
         .collect();
-    assert!(rendering.len() >= 3, "progress seen: {seen:?}");
+    assert!(rendering.len() >= 2, "progress seen: {seen:?}");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
 }

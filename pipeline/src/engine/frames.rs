@@ -179,6 +179,16 @@ impl SpriteLayout {
         }
     }
 
+    /// The same cells laid out for `frames` frames in at most `columns` columns.
+    pub fn for_frames(&self, columns: u32, frames: u32) -> SpriteLayout {
+        let columns = columns.min(frames.max(1)).max(1);
+        SpriteLayout {
+            cell: self.cell,
+            columns,
+            rows: frames.div_ceil(columns).max(1),
+        }
+    }
+
     pub fn size(&self) -> (u64, u64) {
         (
             u64::from(self.cell.0) * u64::from(self.columns),

@@ -407,14 +407,20 @@ pub fn process_frames(
 ) -> Result<ProcessedFrames, EngineError> {
     check_frame_count(frames.len(), limits)?;
     let mut renderer = FrameRenderer::new(&frames[0], frames.len(), spec, limits, observer)?;
-    renderer.render(frames, 0)?;
+    let indexed: Vec<(u32, FrameSource<'_>)> = (0u32..).zip(frames.iter().copied()).collect();
+    renderer.render(&indexed)?;
     let interval = spec.sprite.as_ref().map_or(1.0, |s| f64::from(s.interval));
-    let times: Vec<f64> = (0..frames.len()).map(|i| i as f64 * interval).collect();
+    let times: Vec<(u32, f64)> = (0u32..)
+        .zip(0..frames.len())
+        .map(|(index, i)| (index, i as f64 * interval))
+        .collect();
     renderer.finish(sprite_url, &times, frames.len() as f64 * interval)
 }
 
 /// Renders frames into every output of a spec batch by batch, keeping only what the outputs
 /// need (renditions and small sprite cells), so a video's frames never have to be held at once.
+/// Frames carry an index that orders them; they may come in any order and with gaps (a video
+/// time with no frame of its own): [`FrameRenderer::finish`] numbers them 0, 1, … in order.
 pub struct FrameRenderer<'a> {
     spec: &'a Spec,
     limits: &'a Limits,
@@ -423,13 +429,13 @@ pub struct FrameRenderer<'a> {
     total: usize,
     done: AtomicUsize,
     outputs: Vec<Rendition>,
-    cells: Vec<DynamicImage>,
-    placeholder: Option<String>,
+    cells: Vec<(u32, DynamicImage)>,
+    /// The placeholder of the earliest frame so far.
+    placeholder: Option<(u32, String)>,
 }
 
 impl<'a> FrameRenderer<'a> {
-    /// Ready for `total` frames, the first of which is `first`: it sizes the sprite's cells and
-    /// gives the placeholder.
+    /// Ready for up to `total` frames like `first` (its size sizes the sprite's cells).
     pub fn new(
         first: &FrameSource<'_>,
         total: usize,
@@ -439,17 +445,17 @@ impl<'a> FrameRenderer<'a> {
     ) -> Result<FrameRenderer<'a>, EngineError> {
         contain_panics(|| {
             check_frame_count(total, limits)?;
-            let decoded = decode_frame(first, spec, limits)?;
+            let logical = match (first, &spec.sprite) {
+                (FrameSource::Raw(_, layout), _) => (layout.width, layout.height),
+                (_, None) => (1, 1),
+                (FrameSource::Encoded(_), Some(_)) => decode_frame(first, spec, limits)?.logical,
+            };
             let layout = spec
                 .sprite
                 .as_ref()
-                .map(|sprite| sprite_layout(sprite, decoded.logical, total, limits))
+                .map(|sprite| sprite_layout(sprite, logical, total, limits))
                 .transpose()?;
             checkpoint(observer, Stage::Decoded)?;
-            let placeholder = match spec.placeholder {
-                Some(Placeholder::Blurhash) => Some(blurhash(&decoded.image)?),
-                None => None,
-            };
             Ok(FrameRenderer {
                 spec,
                 limits,
@@ -459,28 +465,36 @@ impl<'a> FrameRenderer<'a> {
                 done: AtomicUsize::new(0),
                 outputs: Vec::with_capacity(total * spec.outputs.len()),
                 cells: Vec::new(),
-                placeholder,
+                placeholder: None,
             })
         })
     }
 
-    /// Renders `frames` (numbered from `first_index`) in parallel, one decoded frame per
-    /// thread at a time.
-    pub fn render(
-        &mut self,
-        frames: &[FrameSource<'_>],
-        first_index: u32,
-    ) -> Result<(), EngineError> {
+    /// Renders `frames` (each with its index) in parallel, one decoded frame per thread at a
+    /// time.
+    pub fn render(&mut self, frames: &[(u32, FrameSource<'_>)]) -> Result<(), EngineError> {
         let (spec, limits, observer) = (self.spec, self.limits, self.observer);
         let (layout, done, total) = (self.layout.as_ref(), &self.done, self.total);
+        // Only the earliest frame's placeholder can be kept: only it is computed.
+        let earliest = frames.iter().map(|(index, _)| *index).min();
+        let placeholder_of = earliest.filter(|index| {
+            spec.placeholder.is_some() && self.placeholder.as_ref().is_none_or(|(p, _)| index < p)
+        });
         let rendered = contain_panics(|| {
             frames
                 .par_iter()
-                .enumerate()
-                .map(|(i, frame)| {
-                    let index = first_index + i as u32;
-                    let rendered = render_frame(frame, index, spec, limits, layout, observer)?;
-                    let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                .map(|(index, frame)| {
+                    let wants_placeholder = placeholder_of == Some(*index);
+                    let rendered = render_frame(
+                        frame,
+                        *index,
+                        spec,
+                        limits,
+                        layout,
+                        observer,
+                        wants_placeholder,
+                    )?;
+                    let done = (done.fetch_add(1, Ordering::Relaxed) + 1).min(total);
                     checkpoint(
                         observer,
                         Stage::Rendered {
@@ -489,35 +503,59 @@ impl<'a> FrameRenderer<'a> {
                             total,
                         },
                     )?;
-                    Ok(rendered)
+                    Ok((*index, rendered))
                 })
                 .collect::<Result<Vec<_>, EngineError>>()
         })?;
-        for (renditions, cell) in rendered {
-            self.outputs.extend(renditions);
-            self.cells.extend(cell);
+        for (index, frame) in rendered {
+            self.outputs.extend(frame.renditions);
+            self.cells.extend(frame.cell.map(|cell| (index, cell)));
+            if let Some(hash) = frame.placeholder {
+                self.placeholder = Some((index, hash));
+            }
         }
         Ok(())
     }
 
-    /// Every output, frame by frame, and the sprite whose cues start at `times` (one per
-    /// frame, seconds) and end at `end`.
+    /// Drops what the frames at `indices` gave (frames found to repeat others).
+    pub fn forget(&mut self, indices: &[u32]) {
+        if indices.is_empty() {
+            return;
+        }
+        self.outputs
+            .retain(|r| r.frame.is_none_or(|frame| !indices.contains(&frame)));
+        self.cells.retain(|(index, _)| !indices.contains(index));
+    }
+
+    /// Every output, frame by frame and numbered 0, 1, … in index order, and the sprite whose
+    /// cues start at the frames' times (`times`: index and seconds of every rendered frame, in
+    /// order) and whose last cue ends at `end`.
     pub fn finish(
-        self,
+        mut self,
         sprite_url: &str,
-        times: &[f64],
+        times: &[(u32, f64)],
         end: f64,
     ) -> Result<ProcessedFrames, EngineError> {
-        let sprite = match (&self.spec.sprite, &self.layout) {
+        let number = |index: u32| times.partition_point(|(i, _)| *i < index) as u32;
+        self.outputs.sort_by_key(|r| r.frame);
+        for output in &mut self.outputs {
+            output.frame = output.frame.map(number);
+        }
+        self.cells.sort_by_key(|(index, _)| *index);
+        let cells: Vec<DynamicImage> = self.cells.into_iter().map(|(_, cell)| cell).collect();
+        let seconds: Vec<f64> = times.iter().map(|(_, t)| *t).collect();
+        let sprite = match (&self.spec.sprite, self.layout) {
             (Some(sprite), Some(layout)) => Some(contain_panics(|| {
-                sprite_outputs(sprite, layout, &self.cells, times, end, sprite_url)
+                // Laid out again for the frames there are (fewer than asked for, maybe).
+                let layout = layout.for_frames(sprite.columns, cells.len() as u32);
+                sprite_outputs(sprite, &layout, &cells, &seconds, end, sprite_url)
             })?),
             _ => None,
         };
         Ok(ProcessedFrames {
             outputs: self.outputs,
             sprite,
-            placeholder: self.placeholder,
+            placeholder: self.placeholder.map(|(_, hash)| hash),
         })
     }
 }
@@ -560,6 +598,13 @@ fn sprite_layout(
     Ok(layout)
 }
 
+/// What one frame gave: its renditions, its sprite cell and maybe its placeholder.
+struct RenderedFrame {
+    renditions: Vec<Rendition>,
+    cell: Option<DynamicImage>,
+    placeholder: Option<String>,
+}
+
 /// One frame: decoded, planned (frames may differ in size), every output rendered, and its
 /// sprite cell when there is a sheet. Only this frame's pixels are held meanwhile.
 fn render_frame(
@@ -569,7 +614,8 @@ fn render_frame(
     limits: &Limits,
     layout: Option<&SpriteLayout>,
     observer: &dyn Observer,
-) -> Result<(Vec<Rendition>, Option<DynamicImage>), EngineError> {
+    wants_placeholder: bool,
+) -> Result<RenderedFrame, EngineError> {
     let started = std::time::Instant::now();
     let decoded = decode_frame(frame, spec, limits)?;
     observer.on_timing(Step::Decode, started.elapsed());
@@ -582,7 +628,14 @@ fn render_frame(
     let cell = layout
         .map(|layout| frames::sprite_cell(&decoded.image, layout))
         .transpose()?;
-    Ok((renditions, cell))
+    let placeholder = wants_placeholder
+        .then(|| blurhash(&decoded.image))
+        .transpose()?;
+    Ok(RenderedFrame {
+        renditions,
+        cell,
+        placeholder,
+    })
 }
 
 /// The sprite sheet from its cells, and its WebVTT track pointing at `sprite_url`, a cue per

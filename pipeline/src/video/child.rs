@@ -25,8 +25,11 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct Finished {
     pub status: ExitStatus,
+    /// Empty when the output was streamed.
     pub stdout: Vec<u8>,
     pub stderr: String,
+    /// The caller stopped it once it had what it wanted.
+    pub stopped_early: bool,
 }
 
 /// Why a child did not finish by itself.
@@ -100,57 +103,153 @@ pub fn run(
     limits: &ChildLimits,
     stop: &dyn Fn() -> Option<Interrupt>,
 ) -> Result<Finished, ChildError> {
+    let mut stdout = Vec::new();
+    let mut finished = run_streaming(program, args, limits, stop, &mut |chunk| {
+        stdout.extend_from_slice(chunk);
+        Flow::More
+    })?;
+    finished.stdout = stdout;
+    Ok(finished)
+}
+
+/// Whether a streaming caller wants more of the child's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    More,
+    /// Enough: the child is stopped (and that is no failure).
+    Enough,
+}
+
+/// Like [`run`], but hands the child's stdout to `sink` as it arrives (on the calling thread)
+/// instead of collecting it: a decoder's frames can be used while it decodes the next ones.
+/// Time spent in `sink` is not held against the child by the stall watchdog.
+pub fn run_streaming(
+    program: &str,
+    args: &[OsString],
+    limits: &ChildLimits,
+    stop: &dyn Fn() -> Option<Interrupt>,
+    sink: &mut dyn FnMut(&[u8]) -> Flow,
+) -> Result<Finished, ChildError> {
     let started = Instant::now();
     let mut child = spawn(limited(program, args, limits))
         .map_err(|e| ChildError::Spawn(format!("{program}: {e}")))?;
-    // Milliseconds since the start when the child last wrote anything.
+    // Milliseconds since the start when the child last wrote to stderr.
     let progress = Arc::new(AtomicU64::new(0));
-    let stdout = child
-        .stdout
-        .take()
-        .map(|out| drain(out, started, progress.clone()));
+    let (chunks, stdout) = child.stdout.take().map(forward).unzip();
     let stderr = child
         .stderr
         .take()
         .map(|err| drain(err, started, progress.clone()));
-    let outcome = watch(&mut child, started, &progress, limits.stall, stop);
-    if outcome.is_err() {
+    let watch = Watch {
+        started,
+        progress: &progress,
+        stall: limits.stall,
+        stop,
+    };
+    let outcome = watch.pump(&mut child, chunks.as_ref(), sink);
+    if !matches!(outcome, Ok(Ended::Exited)) {
         let _ = child.kill();
-        let _ = child.wait();
     }
-    let stdout = stdout.and_then(|t| t.join().ok()).unwrap_or_default();
+    let status = child.wait();
+    drop(chunks);
+    if let Some(thread) = stdout {
+        let _ = thread.join();
+    }
     let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
-    outcome.map(|status| Finished {
-        status,
-        stdout,
+    let stopped_early = matches!(outcome?, Ended::Early);
+    Ok(Finished {
+        status: status.map_err(|e| ChildError::Spawn(e.to_string()))?,
+        stdout: Vec::new(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stopped_early,
     })
 }
 
-/// Waits for the child, stopping it when asked to or when it stalls.
-fn watch(
-    child: &mut Child,
+enum Ended {
+    Exited,
+    /// The caller had enough.
+    Early,
+}
+
+/// What a running child is watched against.
+struct Watch<'a> {
     started: Instant,
-    progress: &AtomicU64,
+    progress: &'a AtomicU64,
     stall: Duration,
-    stop: &dyn Fn() -> Option<Interrupt>,
-) -> Result<ExitStatus, ChildError> {
-    loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| ChildError::Spawn(e.to_string()))?
-        {
-            return Ok(status);
+    stop: &'a dyn Fn() -> Option<Interrupt>,
+}
+
+impl Watch<'_> {
+    /// Feeds stdout to `sink` until it ends and the child exits, stopping the child when asked
+    /// to or when it stalls.
+    fn pump(
+        &self,
+        child: &mut Child,
+        chunks: Option<&mpsc::Receiver<Vec<u8>>>,
+        sink: &mut dyn FnMut(&[u8]) -> Flow,
+    ) -> Result<Ended, ChildError> {
+        let mut open = chunks;
+        let mut last_output = Duration::ZERO;
+        loop {
+            if let Some(interrupt) = (self.stop)() {
+                return Err(ChildError::Stopped(interrupt));
+            }
+            let written = Duration::from_millis(self.progress.load(Ordering::Relaxed));
+            if self
+                .started
+                .elapsed()
+                .saturating_sub(written.max(last_output))
+                > self.stall
+            {
+                return Err(ChildError::Stalled(self.stall));
+            }
+            let Some(receiver) = open else {
+                // Output ended: the child is exiting.
+                if child
+                    .try_wait()
+                    .map_err(|e| ChildError::Spawn(e.to_string()))?
+                    .is_some()
+                {
+                    return Ok(Ended::Exited);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            match receiver.recv_timeout(POLL) {
+                Ok(chunk) => {
+                    let flow = sink(&chunk);
+                    last_output = self.started.elapsed();
+                    if flow == Flow::Enough {
+                        return Ok(Ended::Early);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = None,
+            }
         }
-        if let Some(interrupt) = stop() {
-            return Err(ChildError::Stopped(interrupt));
-        }
-        let last = Duration::from_millis(progress.load(Ordering::Relaxed));
-        if started.elapsed().saturating_sub(last) > stall {
-            return Err(ChildError::Stalled(stall));
-        }
-        std::thread::sleep(POLL);
     }
+}
+
+/// Reads a pipe to its end on a thread of its own, passing chunks on (a few at most in
+/// flight: a slow reader holds the child back rather than filling memory).
+fn forward(
+    mut pipe: impl Read + Send + 'static,
+) -> (mpsc::Receiver<Vec<u8>>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::sync_channel(4);
+    let thread = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (rx, thread)
 }
 
 /// Reads a pipe to its end on a thread of its own, noting when bytes arrive.

@@ -3,9 +3,12 @@
 //! sane range, contrast, the spread of tones, edges. A black, blank or fading start scores low;
 //! when every early keyframe is blank, frames spread over the whole video are tried too.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::extract::{Frame, FrameReader};
-use super::{VideoError, VideoInfo};
-use crate::engine::Interrupt;
+use super::{probe, Video, VideoError, VideoInfo, VideoLimits};
+use crate::engine::{Container, Interrupt, Observer, Stage};
 
 /// Keyframes looked at first, and how far into the video they may lie (seconds).
 const CANDIDATES: usize = 6;
@@ -13,10 +16,66 @@ const WINDOW: f64 = 60.0;
 /// Below this a frame counts as blank (black, white, flat, or a fade).
 const BLANK: f64 = 2.0;
 
-/// The best frame to stand for the video.
+/// The video probed, and the best frame to stand for it.
+///
+/// The first keyframes are decoded while the probe runs: starting a decoder is most of a
+/// poster's time, and the two overlap. The probe still decides: when it refuses the file, the
+/// decoder (capped in memory and bounded to the first minute) is killed and nothing it made
+/// is used.
 pub fn poster(
+    path: &Path,
+    container: Container,
+    limits: &VideoLimits,
+    shrink: Option<(u32, u32)>,
+    observer: &dyn Observer,
+) -> Result<(Video, Frame), VideoError> {
+    let refused = AtomicBool::new(false);
+    let stop = || {
+        observer.on_stage(Stage::Step).err().or_else(|| {
+            refused
+                .load(Ordering::Relaxed)
+                .then_some(Interrupt::Cancelled)
+        })
+    };
+    let unprobed = Video {
+        path: path.to_owned(),
+        info: VideoInfo::default(),
+    };
+    let (info, candidates) = std::thread::scope(|scope| {
+        let decoder = scope.spawn(|| {
+            FrameReader::new(&unprobed, limits, shrink).keyframes(CANDIDATES, WINDOW, &stop)
+        });
+        let info = probe(path, container, limits, &stop);
+        refused.store(info.is_err(), Ordering::Relaxed);
+        let candidates = decoder
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (info, candidates)
+    });
+    let video = Video {
+        path: path.to_owned(),
+        info: info?,
+    };
+    // Times were counted before the first frame's time was known.
+    let start = video.info.start_time;
+    let candidates = candidates?.into_iter().map(|frame| Frame {
+        t: ((frame.t - start).max(0.0) * 1000.0).round() / 1000.0,
+        ..frame
+    });
+    let frame = best(
+        &FrameReader::new(&video, limits, shrink),
+        &video.info,
+        candidates,
+        &stop,
+    )?;
+    Ok((video, frame))
+}
+
+/// The best-scoring of `candidates`, or when all are blank, of frames spread over the video.
+fn best(
     reader: &FrameReader<'_>,
     info: &VideoInfo,
+    candidates: impl Iterator<Item = Frame>,
     stop: &dyn Fn() -> Option<Interrupt>,
 ) -> Result<Frame, VideoError> {
     let mut best: Option<(f64, Frame)> = None;
@@ -26,7 +85,7 @@ pub fn poster(
             *best = Some((score, frame));
         }
     };
-    for frame in reader.keyframes(CANDIDATES, WINDOW.min(info.duration.max(1.0)), stop)? {
+    for frame in candidates {
         consider(&mut best, frame);
     }
     if best.as_ref().is_none_or(|(score, _)| *score < BLANK) {

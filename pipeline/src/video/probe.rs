@@ -14,7 +14,7 @@ use super::{VideoError, VideoLimits};
 use crate::engine::{Container, Interrupt};
 
 /// A video as the job record shows it (API.md `media`), and what decoding needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VideoInfo {
     pub container: String,
     pub codec: String,
@@ -30,6 +30,10 @@ pub struct VideoInfo {
     /// Presentation time of the first frame, seconds (frame times are counted from it).
     #[serde(skip)]
     pub start_time: f64,
+    /// Seconds between keyframes, as far as the first packets tell (at least this when they
+    /// hold only one): how much a seek decodes.
+    #[serde(skip)]
+    pub keyframe_interval: f64,
 }
 
 /// Probes `path` (a `container` by its bytes).
@@ -48,6 +52,11 @@ pub fn probe(
         "json",
         "-show_format",
         "-show_streams",
+        // The first packets' keyframe flags tell how far apart keyframes are.
+        "-show_entries",
+        "packet=stream_index,pts_time,flags",
+        "-read_intervals",
+        "%+#400",
     ]
     .iter()
     .map(OsString::from)
@@ -139,7 +148,34 @@ fn read_report(report: &Value, container: Container) -> Result<VideoInfo, VideoE
         start_time: number(&video["start_time"])
             .or_else(|| number(&report["format"]["start_time"]))
             .unwrap_or(0.0),
+        keyframe_interval: keyframe_interval(report, video["index"].as_u64()),
     })
+}
+
+/// The widest gap between keyframes of the video stream among the packets read, or when there
+/// is one keyframe only, the time those packets span (the interval is at least that).
+fn keyframe_interval(report: &Value, stream: Option<u64>) -> f64 {
+    let packets = report["packets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let video: Vec<(f64, bool)> = packets
+        .iter()
+        .filter(|p| p["stream_index"].as_u64() == stream)
+        .filter_map(|p| {
+            let t = p["pts_time"].as_str()?.parse::<f64>().ok()?;
+            Some((t, p["flags"].as_str().unwrap_or("").starts_with('K')))
+        })
+        .collect();
+    let keys: Vec<f64> = video.iter().filter(|(_, k)| *k).map(|(t, _)| *t).collect();
+    let widest = keys.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    if keys.len() >= 2 {
+        return widest;
+    }
+    let (first, last) = video.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (t, _)| {
+        (lo.min(*t), hi.max(*t))
+    });
+    (last - first).max(0.0)
 }
 
 /// What users call the container: `mp4`, `mov`, `m4a`, `3gp`, `webm`, `mkv` or `ts`.

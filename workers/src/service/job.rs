@@ -249,7 +249,7 @@ fn render(
             });
         }
         Input::Video(file, container) => {
-            let video = process_video(
+            let mut video = process_video(
                 file.path(),
                 *container,
                 spec,
@@ -258,15 +258,8 @@ fn render(
                 observer,
                 sprite_url,
             )?;
-            let mut outputs = video.outputs;
-            outputs.extend(
-                video
-                    .sprite
-                    .into_iter()
-                    .flat_map(|(sheet, track)| [sheet, track]),
-            );
             return Ok(Rendered {
-                outputs,
+                outputs: video.renditions(),
                 placeholder: video.placeholder,
                 times: video.times,
                 media: Some(Media::Video(video.info)),
