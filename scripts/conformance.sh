@@ -47,4 +47,5 @@ run() {
 mkdir -p "$reports"
 key=conformance-key-$(date +%s)-0123456789
 run open --
-run keys --api-keys "$key" -- -H "Authorization: Bearer $key"
+run keys --api-keys "$key" --url-signing-key conformance-url-signing-key \
+  --cors-origins http://localhost:3000 -- -H "Authorization: Bearer $key"

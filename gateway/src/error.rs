@@ -19,6 +19,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong API key")]
     Unauthorized,
+    /// A signed output URL that is altered, expired or malformed.
+    #[error("{0}")]
+    BadSignature(pipeline::signing::SignatureError),
     /// Unknown job, or another key's job (never 403: existence is not revealed).
     #[error("{0}")]
     NotFound(String),
@@ -38,6 +41,12 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("the queue is full ({depth} jobs waiting); retry later")]
     QueueFull { depth: u64, retry_after: u64 },
+    /// This API key is over its quota of unfinished jobs or its upload rate.
+    #[error("{reason}; retry later")]
+    KeyLimited {
+        reason: &'static str,
+        retry_after: u64,
+    },
     /// Too many uploads in progress at once on this gateway.
     #[error("{limit} uploads are already in progress here; retry later")]
     RateLimited { limit: usize, retry_after: u64 },
@@ -54,7 +63,7 @@ impl ApiError {
         match self {
             ApiError::BadSpec(_) => "bad_spec",
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::BadSignature(_) => "unauthorized",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -62,7 +71,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable(_) => "unprocessable_image",
             ApiError::QueueFull { .. } => "queue_full",
-            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::RateLimited { .. } | ApiError::KeyLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -89,16 +98,16 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadSpec(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::QueueFull { .. } | ApiError::RateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::QueueFull { .. }
+            | ApiError::RateLimited { .. }
+            | ApiError::KeyLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -138,17 +147,20 @@ impl ResponseError for ApiError {
                 | ApiError::BadRequest(_)
                 | ApiError::QueueFull { .. }
                 | ApiError::RateLimited { .. }
+                | ApiError::KeyLimited { .. }
         ) {
             response.force_close();
         }
         match self {
-            ApiError::QueueFull { retry_after, .. } | ApiError::RateLimited { retry_after, .. } => {
+            ApiError::QueueFull { retry_after, .. }
+            | ApiError::RateLimited { retry_after, .. }
+            | ApiError::KeyLimited { retry_after, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             ApiError::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "5"));
             }
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::BadSignature(_) => {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod cors;
 pub mod error;
 pub mod events;
 pub mod intake;

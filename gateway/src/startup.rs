@@ -15,6 +15,7 @@ use pipeline::storage::Storage;
 use workers::connect::ConnectError;
 
 use crate::auth::ApiKeys;
+use crate::cors::CorsOrigins;
 use crate::error::ApiError;
 use crate::local_redis::LocalRedis;
 use crate::routes;
@@ -26,6 +27,8 @@ use crate::state::AppState;
 pub enum StartError {
     #[error("bad --api-keys: {0}")]
     Keys(String),
+    #[error("bad --cors-origins: {0}")]
+    Cors(String),
     #[error("cannot start a local Redis for {url}: {reason}")]
     LocalRedis { url: String, reason: String },
     #[error(transparent)]
@@ -44,6 +47,7 @@ pub struct Application {
     port: u16,
     listener: TcpListener,
     state: web::Data<AppState>,
+    cors: CorsOrigins,
     worker: Option<workers::service::Worker>,
     local_redis: Option<LocalRedis>,
 }
@@ -51,6 +55,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let keys = ApiKeys::load(settings.api_keys.as_deref()).map_err(StartError::Keys)?;
+        let cors = CorsOrigins::parse(&settings.cors_origins).map_err(StartError::Cors)?;
         let local_redis = start_local_redis(&settings).await?;
         let (queue, storage) = connect(&settings).await?;
         if keys.is_open() {
@@ -78,6 +83,7 @@ impl Application {
             port,
             listener,
             state,
+            cors,
             worker,
             local_redis,
         })
@@ -101,7 +107,7 @@ impl Application {
             self.state.queue.keys().clone(),
             shutdown.clone(),
         ));
-        let server = serve(self.listener, self.state.clone())?;
+        let server = serve(self.listener, self.state.clone(), self.cors)?;
         tracing::info!(
             port = self.port,
             embedded_workers = settings.embedded_workers,
@@ -149,13 +155,18 @@ async fn connect(settings: &Settings) -> Result<(Queue, Storage), StartError> {
         settings.queue.queue_config(&connection.queue),
         &connection.storage,
         connection.s3_endpoint.as_deref(),
+        connection.s3_public_endpoint.as_deref(),
     )
     .await?)
 }
 
 /// The HTTP server on `listener`, with its own signal handling off (one shutdown signal drives
 /// everything).
-fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+fn serve(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    cors: CorsOrigins,
+) -> std::io::Result<Server> {
     let settings = state.settings.clone();
     let keys = web::Data::new(state.keys.clone());
     let metrics = web::Data::new(state.metrics.clone());
@@ -173,7 +184,7 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
                     .error_handler(|e, _| ApiError::BadRequest(format!("bad path: {e}")).into()),
             )
             .wrap(middleware::from_fn(crate::middleware::observe))
-            .configure(routes::configure)
+            .configure(|cfg| routes::configure(cfg, cors.middleware()))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no such route".into()))
             }))

@@ -4,12 +4,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pipeline::engine::Limits;
-use pipeline::queue::{Depth, Queue};
+use pipeline::queue::{Admission, Depth, Queue};
+use pipeline::signing::UrlSigner;
 use pipeline::storage::Storage;
+use pipeline::view::Links;
 use pipeline::webhooks::TargetPolicy;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::ApiKeys;
+use crate::auth::{ApiKeys, Caller};
 use crate::error::ApiError;
 use crate::events::EventHub;
 use crate::metrics::GatewayMetrics;
@@ -24,6 +26,8 @@ pub struct AppState {
     pub events: Arc<EventHub>,
     pub limits: Limits,
     pub webhook_policy: TargetPolicy,
+    /// Signs output URLs when `--url-signing-key` is set.
+    pub url_signer: Option<UrlSigner>,
     depth: DepthCache,
     /// One permit per upload in progress.
     uploads: Arc<Semaphore>,
@@ -37,6 +41,7 @@ impl AppState {
                 max_frames: settings.media.max_frames,
             },
             webhook_policy: settings.webhooks.target_policy(),
+            url_signer: settings.webhooks.url_signer(),
             uploads: Arc::new(Semaphore::new(settings.max_concurrent_uploads.max(1))),
             queue,
             storage,
@@ -58,7 +63,7 @@ impl AppState {
     /// Refuses new work (429) while the backlog is at its limit or too many uploads are in
     /// progress; the permit it returns is the upload's place until it is dropped. The depth is
     /// read from Redis at most every 100 ms: one read serves a burst of uploads.
-    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub async fn admit(&self, caller: &Caller) -> Result<OwnedSemaphorePermit, ApiError> {
         let permit =
             self.uploads
                 .clone()
@@ -81,18 +86,46 @@ impl AppState {
                 retry_after: 2,
             });
         }
+        if let Some(owner) = &caller.owner {
+            self.admit_key(owner).await?;
+        }
         Ok(permit)
     }
 
-    /// The origin URLs in responses start with: the configured public URL, or the request's.
-    pub fn base_url(&self, req: &actix_web::HttpRequest) -> String {
-        match &self.settings.webhooks.public_url {
+    /// The caller's key against its quota and rate (shared by every gateway through Redis).
+    async fn admit_key(&self, owner: &str) -> Result<(), ApiError> {
+        let limited = |reason, retry_after: std::time::Duration| ApiError::KeyLimited {
+            reason,
+            retry_after: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        };
+        match self
+            .queue
+            .admit_tenant(owner, self.settings.tenant_limits())
+            .await?
+        {
+            Admission::Admitted => Ok(()),
+            Admission::OverQuota { retry_after } => Err(limited(
+                "this API key has --max-queued-per-key jobs waiting or running",
+                retry_after,
+            )),
+            Admission::OverRate { retry_after } => Err(limited(
+                "this API key is over its --rate-limit-per-key",
+                retry_after,
+            )),
+        }
+    }
+
+    /// How URLs in responses are made: they start with the configured public URL, or the
+    /// request's origin, and output URLs are signed when signing is on.
+    pub fn links(&self, req: &actix_web::HttpRequest) -> Links {
+        let base = match &self.settings.webhooks.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
                 let info = req.connection_info();
                 format!("{}://{}", info.scheme(), info.host())
             }
-        }
+        };
+        Links::new(&base, self.url_signer.clone())
     }
 }
 

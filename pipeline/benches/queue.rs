@@ -2,7 +2,9 @@
 //! written → acknowledged, with a producer and several consumers running at once.
 //!
 //! `cargo bench -p pipeline --bench queue` (Redis at $IMAGEPIPE_TEST_REDIS_URL or
-//! 127.0.0.1:6379). Tune with JOBS, CONSUMERS, BATCH.
+//! 127.0.0.1:6379). Tune with JOBS, CONSUMERS, BATCH, KEYS (key counts, `1,100`). Runs in
+//! one: jobs without API keys (straight onto the stream), then jobs of 1 and of 100 keys first
+//! come, first served and scheduled fairly.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,9 +22,10 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn jobs(n: usize, spec: &Spec) -> Vec<NewJob> {
+/// `n` jobs, spread in turn over `owners` API keys (none when 0).
+fn jobs(n: usize, spec: &Spec, owners: usize) -> Vec<NewJob> {
     (0..n)
-        .map(|_| {
+        .map(|i| {
             let id = new_job_id();
             NewJob {
                 input: JobInput::Image {
@@ -34,11 +37,19 @@ fn jobs(n: usize, spec: &Spec) -> Vec<NewJob> {
                 },
                 id,
                 spec: spec.clone(),
-                owner: None,
+                owner: (owners > 0).then(|| format!("key{}", i % owners)),
                 request_id: None,
             }
         })
         .collect()
+}
+
+struct Setup {
+    url: String,
+    total: usize,
+    consumers: usize,
+    batch: usize,
+    spec: Spec,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -46,24 +57,67 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for the list of benchmarks
     }
-    let url = std::env::var("IMAGEPIPE_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-    let total = env("JOBS", 100_000);
-    let consumers = env("CONSUMERS", 4);
-    let batch = env("BATCH", 256);
-    let spec =
-        Spec::from_json(r#"{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256}]}]}"#)
-            .unwrap();
+    let setup = Setup {
+        url: std::env::var("IMAGEPIPE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into()),
+        total: env("JOBS", 100_000),
+        consumers: env("CONSUMERS", 4),
+        batch: env("BATCH", 256),
+        spec: Spec::from_json(
+            r#"{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256}]}]}"#,
+        )
+        .unwrap(),
+    };
+    println!(
+        "queue benchmark: {} no-op jobs, {} consumers, batches of {}",
+        setup.total, setup.consumers, setup.batch
+    );
+    // Jobs without a key take the stream directly; jobs of API keys are scheduled fairly (or
+    // first come, first served, for comparison).
+    let keys: Vec<usize> = std::env::var("KEYS")
+        .unwrap_or_else(|_| "1,100".into())
+        .split(',')
+        .filter_map(|k| k.trim().parse().ok())
+        .collect();
+    let none = scenario(&setup, 0, false).await;
+    println!("  end to end, no API keys              {none:>10.0} jobs/s");
+    for owners in keys {
+        let fifo = scenario(&setup, owners, false).await;
+        let fair = scenario(&setup, owners, true).await;
+        println!(
+            "  end to end, {owners:>3} API key(s), FIFO     {fifo:>10.0} jobs/s  ({:.2}× no keys)",
+            fifo / none
+        );
+        println!(
+            "  end to end, {owners:>3} API key(s), fair     {fair:>10.0} jobs/s  ({:.2}× FIFO, {:.2}× no keys)",
+            fair / fifo,
+            fair / none
+        );
+    }
+}
+
+/// Enqueues (alone, for reference, then with consumers running at once) and drains; returns
+/// the end-to-end rate in jobs a second.
+async fn scenario(setup: &Setup, owners: usize, fair_scheduling: bool) -> f64 {
+    let Setup {
+        url,
+        total,
+        consumers,
+        batch,
+        spec,
+    } = setup;
+    let (total, consumers, batch) = (*total, *consumers, *batch);
     let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let config = QueueConfig {
-        name: name.clone(),
+        name,
+        fair_scheduling,
         ..QueueConfig::default()
     };
-    let queue = Queue::connect(&url, config).await.expect("redis");
+    let queue = Queue::connect(url, config).await.expect("redis");
     let round_trips = Arc::new(AtomicU64::new(0));
 
     // Enqueue alone, for reference.
-    let alone = jobs(total / 4, &spec);
+    let alone = jobs(total / 4, spec, owners);
     let t = Instant::now();
     for chunk in alone.chunks(batch) {
         queue.enqueue_many(chunk).await.unwrap();
@@ -71,7 +125,7 @@ async fn main() {
     let enqueue_rate = alone.len() as f64 / t.elapsed().as_secs_f64();
     drain(
         &queue,
-        &url,
+        url,
         consumers,
         batch,
         alone.len() as u64,
@@ -80,7 +134,8 @@ async fn main() {
     .await;
 
     // End to end: producer and consumers at once.
-    let work = jobs(total, &spec);
+    let work = jobs(total, spec, owners);
+    let cpu_before = redis_cpu_seconds(url).await;
     let started = Instant::now();
     let producer = {
         let (queue, round_trips) = (queue.clone(), round_trips.clone());
@@ -102,29 +157,25 @@ async fn main() {
             }
         })
     };
-    drain(&queue, &url, consumers, batch, total as u64, &round_trips).await;
+    drain(&queue, url, consumers, batch, total as u64, &round_trips).await;
     producer.await.unwrap();
     maintenance.abort();
     let elapsed = started.elapsed();
+    let redis_us = (redis_cpu_seconds(url).await - cpu_before) * 1e6 / total as f64;
     let totals = queue.outcome_totals().await.unwrap();
     assert_eq!(
         totals.succeeded,
         (total + total / 4) as u64,
         "every job succeeded once"
     );
-
-    println!("queue benchmark: {total} no-op jobs, {consumers} consumers, batches of {batch}");
-    println!("  enqueue alone:               {enqueue_rate:>10.0} jobs/s");
-    println!(
-        "  end to end (with results):   {:>10.0} jobs/s  ({:.2} s)",
-        total as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64()
-    );
-    println!(
-        "  round trips per job:         {:>10.3}  (producer + fetch + start + complete)",
+    let rate = total as f64 / elapsed.as_secs_f64();
+    println!("  [{owners} keys, fair {fair_scheduling}] Redis CPU {redis_us:.1} µs per job");
+    println!("  [{owners} keys, fair {fair_scheduling}] enqueue alone {enqueue_rate:.0} jobs/s; end to end {rate:.0} jobs/s ({:.2} s); round trips per job {:.3}",
+        elapsed.as_secs_f64(),
         round_trips.load(Ordering::Relaxed) as f64 / total as f64
     );
     queue.purge().await.ok();
+    rate
 }
 
 /// Runs `consumers` consumers until `expected` jobs have succeeded.
@@ -182,4 +233,23 @@ async fn drain(
     for task in tasks {
         task.await.unwrap();
     }
+}
+
+/// The Redis server's CPU time so far (user + system, seconds): the steadiest measure of what
+/// the queue costs Redis, where jobs/s move with whatever else the machine does.
+async fn redis_cpu_seconds(url: &str) -> f64 {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO cpu");
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum()
 }

@@ -9,6 +9,7 @@ pub mod gc;
 pub mod job;
 pub mod queue;
 pub mod shutdown;
+pub mod signing;
 pub mod spec;
 pub mod storage;
 pub mod text;

@@ -7,6 +7,41 @@ use serde::{Deserialize, Serialize};
 
 use crate::failure::FailureCode;
 use crate::job::{JobRecord, JobStatus, Media};
+use crate::signing::UrlSigner;
+
+/// How the URLs in a view are made: the public origin they start with (empty for relative
+/// URLs), and the signer that makes output URLs work without an API key, when signing is on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links {
+    pub base: String,
+    pub signer: Option<UrlSigner>,
+}
+
+impl Links {
+    pub fn new(base: &str, signer: Option<UrlSigner>) -> Links {
+        Links {
+            base: base.trim_end_matches('/').to_owned(),
+            signer,
+        }
+    }
+
+    /// The URL of output `name` (of `frame`, for frame jobs) of job `id`, signed when signing
+    /// is on.
+    pub fn output(&self, id: &str, name: &str, frame: Option<u32>) -> String {
+        let path = match frame {
+            Some(frame) => format!("/v1/jobs/{id}/outputs/{name}?frame={frame}"),
+            None => format!("/v1/jobs/{id}/outputs/{name}"),
+        };
+        match &self.signer {
+            Some(signer) => format!(
+                "{}{}",
+                self.base,
+                signer.sign(&path, crate::job::now_ms() / 1000)
+            ),
+            None => format!("{}{path}", self.base),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobView {
@@ -75,10 +110,9 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 impl JobView {
-    /// `base` is the public origin URLs start with (`https://img.example.com`), or empty for
-    /// relative URLs.
-    pub fn new(record: &JobRecord, base: &str) -> JobView {
-        let job_url = format!("{base}/v1/jobs/{}", record.id);
+    /// The view of `record`, its URLs made by `links`.
+    pub fn new(record: &JobRecord, links: &Links) -> JobView {
+        let job_url = format!("{}/v1/jobs/{}", links.base, record.id);
         let outputs = record
             .outputs
             .iter()
@@ -90,10 +124,7 @@ impl JobView {
                 width: o.width,
                 height: o.height,
                 bytes: o.bytes,
-                url: match o.frame {
-                    Some(frame) => format!("{job_url}/outputs/{}?frame={frame}", o.name),
-                    None => format!("{job_url}/outputs/{}", o.name),
-                },
+                url: links.output(&record.id, &o.name, o.frame),
             })
             .collect();
         let waiting = record.status == JobStatus::Queued;
@@ -163,5 +194,20 @@ mod tests {
         let text = serde_json::to_string(&view).unwrap();
         assert!(!text.contains("cancel_requested"), "{text}");
         assert_eq!(serde_json::from_str::<JobView>(&text).unwrap(), view);
+    }
+
+    #[test]
+    fn output_urls_are_signed_when_a_signer_is_given() {
+        let signer = UrlSigner::new("k", Duration::from_secs(3600)).unwrap();
+        let links = Links::new("https://img.example.com/", Some(signer.clone()));
+        let url = links.output("j1", "thumb", Some(7));
+        let rest = url.strip_prefix("https://img.example.com").unwrap();
+        let (path, query) = rest.split_once('?').unwrap();
+        assert_eq!(path, "/v1/jobs/j1/outputs/thumb");
+        assert!(query.starts_with("frame=7&exp="), "{url}");
+        let now = crate::job::now_ms() / 1000;
+        assert_eq!(signer.verify(path, query, now), Ok(()));
+        let plain = Links::new("", None).output("j1", "thumb", None);
+        assert_eq!(plain, "/v1/jobs/j1/outputs/thumb");
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use pipeline::config::{parse_duration, parse_size};
 use pipeline::queue::QueueConfig;
+use pipeline::signing::UrlSigner;
 use pipeline::video::VideoLimits;
 use pipeline::webhooks::TargetPolicy;
 
@@ -29,6 +30,10 @@ pub struct ConnectionArgs {
     /// Endpoint of an S3-compatible server (MinIO, Garage...); path-style addressing is used.
     #[arg(long, env = "IMAGEPIPE_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
+    /// The S3 server's origin as clients reach it, when it differs from `--s3-endpoint` (under
+    /// docker compose: the host's published port): presigned upload and output URLs use it.
+    #[arg(long, env = "IMAGEPIPE_S3_PUBLIC_ENDPOINT")]
+    pub s3_public_endpoint: Option<String>,
     /// Names the Redis keys, so several deployments can share one Redis.
     #[arg(long, env = "IMAGEPIPE_QUEUE", default_value = "imagepipe")]
     pub queue: String,
@@ -98,7 +103,8 @@ impl QueueArgs {
     }
 }
 
-/// Webhook signing and SSRF settings, and the public origin URLs start with.
+/// Webhook signing and SSRF settings, and how the URLs handed out look: the public origin they
+/// start with and whether output URLs are signed.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct WebhookArgs {
     /// Signs webhook bodies: `X-Imagepipe-Signature: sha256=HMAC-SHA256(body)`.
@@ -115,6 +121,13 @@ pub struct WebhookArgs {
     /// webhook payloads start with it. Unset: taken from each request (relative in webhooks).
     #[arg(long, env = "IMAGEPIPE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Signs output URLs (in job records, sprite tracks and webhook bodies) with `exp` and
+    /// `sig`, so they work without an API key: for `<img>`, `<video poster>`, `<track>`.
+    #[arg(long, env = "IMAGEPIPE_URL_SIGNING_KEY", hide_env_values = true)]
+    pub url_signing_key: Option<String>,
+    /// How long a signed output URL stays valid.
+    #[arg(long, env = "IMAGEPIPE_SIGNED_URL_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub signed_url_ttl: Duration,
 }
 
 impl WebhookArgs {
@@ -128,6 +141,14 @@ impl WebhookArgs {
             .clone()
             .filter(|s| !s.is_empty())
             .map(String::into_bytes)
+    }
+
+    /// The output URL signer, when `--url-signing-key` is set.
+    pub fn url_signer(&self) -> Option<UrlSigner> {
+        UrlSigner::new(
+            self.url_signing_key.as_deref().unwrap_or_default(),
+            self.signed_url_ttl,
+        )
     }
 
     /// The public origin without a trailing slash, or empty (relative URLs).

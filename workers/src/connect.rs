@@ -21,12 +21,13 @@ pub enum ConnectError {
 }
 
 /// The queue at `redis_url` and the store at `storage` (with `s3_endpoint` for S3-compatible
-/// servers), both checked to answer.
+/// servers, and `s3_public_endpoint` for the URLs clients are given), both checked to answer.
 pub async fn connect(
     redis_url: &str,
     config: QueueConfig,
     storage: &str,
     s3_endpoint: Option<&str>,
+    s3_public_endpoint: Option<&str>,
 ) -> Result<(Queue, Storage), ConnectError> {
     let queue = Queue::connect(redis_url, config)
         .await
@@ -37,7 +38,7 @@ pub async fn connect(
     for warning in queue.check_server().await {
         tracing::warn!("{warning}");
     }
-    let store = Storage::open(storage, s3_endpoint)
+    let store = Storage::open_with(storage, s3_endpoint, s3_public_endpoint)
         .await
         .map_err(|source| ConnectError::Storage {
             url: storage.to_owned(),

@@ -38,7 +38,14 @@ pub fn run(args: GcArgs) -> ExitCode {
             name: c.queue.clone(),
             ..QueueConfig::default()
         };
-        let connected = connect(&c.redis_url, config, &c.storage, c.s3_endpoint.as_deref()).await;
+        let connected = connect(
+            &c.redis_url,
+            config,
+            &c.storage,
+            c.s3_endpoint.as_deref(),
+            None,
+        )
+        .await;
         let (queue, storage) = match connected {
             Ok(both) => both,
             Err(e) => {

@@ -52,7 +52,7 @@ impl Intake {
     async fn begin(req: HttpRequest) -> Result<Intake, ApiError> {
         let state = AppState::of(&req)?;
         let caller = Caller::extract(&req).await?;
-        let permit = state.admit().await?;
+        let permit = state.admit(&caller).await?;
         let limit = state.settings.max_upload;
         if content_length(&req).is_some_and(|length| length > limit + FRAMING_ALLOWANCE) {
             return Err(ApiError::TooLarge { limit });

@@ -141,7 +141,7 @@ pub struct Accepted {
 
 /// `202 Accepted` with `Location` and the job's links.
 pub fn accepted(state: &AppState, req: &HttpRequest, id: &str, status: &str) -> HttpResponse {
-    let self_url = format!("{}/v1/jobs/{id}", state.base_url(req));
+    let self_url = format!("{}/v1/jobs/{id}", state.links(req).base);
     HttpResponse::Accepted()
         .insert_header((actix_web::http::header::LOCATION, self_url.clone()))
         .json(Accepted {

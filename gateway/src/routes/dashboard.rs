@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
-use pipeline::queue::{DurationSummary, OutcomeCounts, WorkerInfo};
+use pipeline::queue::{DurationSummary, OutcomeCounts, TenantLoad, WorkerInfo};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -23,6 +23,8 @@ const PAGE: &str = include_str!("../dashboard/index.html");
 const STATS_EVERY: Duration = Duration::from_secs(2);
 /// Minutes of history in the charts.
 const CHART_MINUTES: u64 = 15;
+/// How many of the busiest API keys the dashboard lists.
+const BUSIEST_KEYS: usize = 10;
 
 /// `GET /`: the dashboard page. It holds no data: it asks for an API key when the gateway has
 /// keys and sends it with every call.
@@ -114,6 +116,8 @@ pub struct Stats {
     /// The last 15 minutes, oldest first.
     pub minutes: Vec<MinuteView>,
     pub durations: DurationsView,
+    /// The API keys with the most jobs queued or running (by key id, never the key).
+    pub tenants: Vec<TenantLoad>,
 }
 
 impl From<OutcomeCounts> for TotalsView {
@@ -156,12 +160,13 @@ fn worker_view(w: WorkerInfo, now: u64) -> WorkerView {
 /// Reads everything the stats hold, concurrently.
 async fn read_stats(state: &AppState) -> Result<Stats, ApiError> {
     let queue = &state.queue;
-    let (depth, workers, totals, minutes, durations) = tokio::try_join!(
+    let (depth, workers, totals, minutes, durations, tenants) = tokio::try_join!(
         queue.depth(),
         queue.workers(),
         queue.outcome_totals(),
         queue.outcome_minutes(CHART_MINUTES),
         queue.recent_durations(),
+        queue.busiest_tenants(BUSIEST_KEYS),
     )?;
     let now = pipeline::job::now_ms();
     Ok(Stats {
@@ -190,6 +195,7 @@ async fn read_stats(state: &AppState) -> Result<Stats, ApiError> {
             })
             .collect(),
         durations: durations.into(),
+        tenants,
     })
 }
 

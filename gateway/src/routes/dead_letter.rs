@@ -39,7 +39,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
     let cursor = page_cursor(query.cursor.as_deref(), pipeline::queue::is_stream_cursor)?;
-    let base = state.base_url(&req);
+    let links = state.links(&req);
     let mut jobs = Vec::new();
     let mut cursor = cursor.map(str::to_owned);
     // Other keys' entries are skipped, so a page may take several reads.
@@ -49,7 +49,7 @@ pub async fn list(
             if caller.may_see(letter.job.owner.as_deref()) && jobs.len() < limit {
                 jobs.push(DeadLetterView {
                     failed_at: rfc3339(letter.failed_at),
-                    job: JobView::new(&letter.job, &base),
+                    job: JobView::new(&letter.job, &links),
                 });
             }
         }

@@ -10,7 +10,7 @@ use pipeline::job::{JobRecord, JobStatus};
 use pipeline::queue::CancelOutcome;
 use pipeline::spec::SpecError;
 use pipeline::storage::{ObjectKey, Presign};
-use pipeline::view::JobView;
+use pipeline::view::{JobView, Links};
 use serde::Deserialize;
 
 use super::{is_multipart, load_job, page_cursor, page_limit, VisibleJob};
@@ -21,6 +21,11 @@ use crate::state::AppState;
 
 /// The largest spec accepted in a multipart part or a JSON body.
 pub const MAX_SPEC_LEN: usize = 64 << 10;
+/// A job's event stream sends a comment after this long without an event (API.md: at least
+/// every 15 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// How often a job's event stream re-reads the job, in case a pub/sub message was missed.
+const EVENTS_POLL: Duration = Duration::from_secs(5);
 
 /// `POST /v1/jobs`: multipart (`file` and optional `spec` parts), a raw image body with the spec
 /// in the query, or JSON `{"upload_id", "spec"}` for a presigned upload.
@@ -40,7 +45,7 @@ pub async fn create(
 
 /// `GET /v1/jobs/{id}`.
 pub async fn get(job: VisibleJob) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(JobView::new(&job.record, &job.base)))
+    Ok(HttpResponse::Ok().json(JobView::new(&job.record, &job.links)))
 }
 
 #[derive(Deserialize)]
@@ -81,9 +86,9 @@ pub async fn list(
         .queue
         .list(caller.owner.as_deref(), status, limit, cursor)
         .await?;
-    let base = state.base_url(&req);
+    let links = state.links(&req);
     Ok(HttpResponse::Ok().json(JobList {
-        jobs: page.jobs.iter().map(|r| JobView::new(r, &base)).collect(),
+        jobs: page.jobs.iter().map(|r| JobView::new(r, &links)).collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -101,56 +106,49 @@ pub async fn cancel(job: VisibleJob) -> Result<HttpResponse, ApiError> {
 pub struct OutputQuery {
     /// which frame's output, for frame jobs
     frame: Option<u32>,
+    /// a signed URL's expiry (Unix seconds)
+    #[allow(dead_code)]
+    exp: Option<String>,
+    /// a signed URL's signature: with `exp`, the URL works without an API key
+    sig: Option<String>,
 }
 
 /// `GET /v1/jobs/{id}/outputs/{name}`: the bytes (local storage) or a redirect to a presigned
-/// URL (S3); `ETag`, `Cache-Control` and conditional GET either way.
+/// URL (S3); `ETag`, `Cache-Control` and conditional GET either way. A signed URL (`exp` and
+/// `sig`) needs no API key.
 pub async fn output(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     query: web::Query<OutputQuery>,
     state: web::Data<AppState>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let (id, name) = path.into_inner();
-    let record = load_job(&state, &caller, &id).await?;
-    let output = record
-        .outputs
-        .iter()
-        .find(|o| o.name == name && o.frame == query.frame)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "job {id} has no output `{name}`{}",
-                match query.frame {
-                    Some(frame) => format!(" for frame {frame}"),
-                    None if record.outputs.iter().any(|o| o.name == name) =>
-                        " without ?frame=N (a frame job)".to_owned(),
-                    None => String::new(),
-                }
-            ))
-        })?;
+    let record = output_job(&req, &state, &id, query.sig.is_some()).await?;
+    let output = find_output(&record, &name, query.frame)?;
     // Outputs never change once written: clients and caches may keep them.
     let cache = if state.keys.is_open() {
         "public, max-age=31536000, immutable"
     } else {
         "private, max-age=31536000, immutable"
     };
-    if let Some(tags) = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        if tags
-            .split(',')
-            .any(|t| t.trim() == output.etag || t.trim() == "*")
-        {
-            return Ok(HttpResponse::NotModified()
-                .insert_header((header::ETAG, output.etag.clone()))
-                .insert_header((header::CACHE_CONTROL, cache))
-                .finish());
-        }
+    if not_modified(&req, &output.etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, output.etag.clone()))
+            .insert_header((header::CACHE_CONTROL, cache))
+            .finish());
     }
     let key = ObjectKey::parse(&output.key).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if output.content_type.starts_with("text/vtt") {
+        // A track's cues name the sprite relative to the track: served from here (never a
+        // presigned redirect, against which they would not resolve), signed when signing is on.
+        let vtt = state.storage.get(&key).await.map_err(gone(&name))?;
+        let vtt = sign_cues(&String::from_utf8_lossy(&vtt), &record, &state.links(&req));
+        return Ok(HttpResponse::Ok()
+            .content_type(output.content_type.clone())
+            .insert_header((header::ETAG, output.etag.clone()))
+            .insert_header((header::CACHE_CONTROL, cache))
+            .body(vtt));
+    }
     if let Some(url) = state
         .storage
         .presign(&key, Presign::Get, state.settings.presign_ttl)
@@ -162,12 +160,7 @@ pub async fn output(
             .insert_header((header::CACHE_CONTROL, "private, max-age=60"))
             .finish());
     }
-    let (meta, stream) = state.storage.get_stream(&key).await.map_err(|e| match e {
-        pipeline::storage::StorageError::NotFound(_) => {
-            ApiError::NotFound(format!("the output `{name}` is gone from storage"))
-        }
-        other => other.into(),
-    })?;
+    let (meta, stream) = state.storage.get_stream(&key).await.map_err(gone(&name))?;
     Ok(HttpResponse::Ok()
         .content_type(output.content_type.clone())
         .insert_header((header::ETAG, output.etag.clone()))
@@ -176,6 +169,96 @@ pub async fn output(
         .streaming(stream.map(|chunk| {
             chunk.map_err(|e| actix_web::error::ErrorServiceUnavailable(e.to_string()))
         })))
+}
+
+/// The job an output request names: with a signature (and signing on), whoever holds the URL
+/// may read it; otherwise the caller's key must see the job.
+async fn output_job(
+    req: &HttpRequest,
+    state: &AppState,
+    id: &str,
+    signed: bool,
+) -> Result<JobRecord, ApiError> {
+    match (&state.url_signer, signed) {
+        (Some(signer), true) => {
+            let now = pipeline::job::now_ms() / 1000;
+            signer
+                .verify(req.path(), req.query_string(), now)
+                .map_err(ApiError::BadSignature)?;
+            load_job(state, &Caller { owner: None }, id).await
+        }
+        _ => {
+            let caller = crate::auth::authenticate(&state.keys, req)?;
+            load_job(state, &caller, id).await
+        }
+    }
+}
+
+/// Output `name` (of `frame`, for frame jobs) of `record`, or 404 saying what is missing.
+fn find_output<'a>(
+    record: &'a JobRecord,
+    name: &str,
+    frame: Option<u32>,
+) -> Result<&'a pipeline::job::OutputRecord, ApiError> {
+    record
+        .outputs
+        .iter()
+        .find(|o| o.name == name && o.frame == frame)
+        .ok_or_else(|| {
+            let id = &record.id;
+            ApiError::NotFound(format!(
+                "job {id} has no output `{name}`{}",
+                match frame {
+                    Some(frame) => format!(" for frame {frame}"),
+                    None if record.outputs.iter().any(|o| o.name == name) =>
+                        " without ?frame=N (a frame job)".to_owned(),
+                    None => String::new(),
+                }
+            ))
+        })
+}
+
+/// Whether the request's `If-None-Match` names `etag` (or `*`).
+fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+/// A storage error reading output `name`: gone from storage is a 404.
+fn gone(name: &str) -> impl FnOnce(pipeline::storage::StorageError) -> ApiError + '_ {
+    move |e| match e {
+        pipeline::storage::StorageError::NotFound(_) => {
+            ApiError::NotFound(format!("the output `{name}` is gone from storage"))
+        }
+        other => other.into(),
+    }
+}
+
+/// A WebVTT track whose cues name another output of the job by its bare name (`sprite#xywh=…`,
+/// relative to the track's URL), with those names replaced by the output's URL — signed when
+/// signing is on, so the sheet loads in a `<track>` without an API key.
+fn sign_cues(vtt: &str, record: &JobRecord, links: &Links) -> String {
+    if links.signer.is_none() {
+        return vtt.to_owned();
+    }
+    let mut out = String::with_capacity(vtt.len() + 256);
+    for line in vtt.split_inclusive('\n') {
+        let target = line.split('#').next().unwrap_or_default();
+        let names_an_output = !target.is_empty()
+            && record
+                .outputs
+                .iter()
+                .any(|o| o.name == target && o.frame.is_none());
+        if names_an_output {
+            out.push_str(&links.output(&record.id, target, None));
+            out.push_str(&line[target.len()..]);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// `GET /v1/jobs/{id}/events`: Server-Sent Events — the job at once, then an event per status or
@@ -190,9 +273,9 @@ pub async fn events(
     let id = path.into_inner();
     let subscription = state.events.subscribe(&id);
     let record = load_job(&state, &caller, &id).await?;
-    let base = state.base_url(&req);
+    let links = state.links(&req);
     let state = state.into_inner();
-    let stream = async_stream(state, record, base, subscription);
+    let stream = async_stream(state, record, links, subscription);
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -200,31 +283,35 @@ pub async fn events(
         .streaming(stream))
 }
 
-/// The SSE body: emits on every pub/sub event, on a 5 s poll (a pub/sub gap costs latency, not
-/// events), and keep-alives; ends after a final status.
+/// The SSE body: emits on every pub/sub event and on a 5 s poll (a pub/sub gap costs latency,
+/// not events); a keep-alive comment when nothing was sent for `KEEP_ALIVE`, so proxies and load
+/// balancers keep a quiet stream open; ends after a final status.
 fn async_stream(
     state: std::sync::Arc<AppState>,
     first: JobRecord,
-    base: String,
+    links: Links,
     subscription: crate::events::Subscription,
 ) -> impl futures::Stream<Item = Result<Bytes, actix_web::Error>> {
     struct Cursor {
         id: String,
         state: std::sync::Arc<AppState>,
-        base: String,
+        links: Links,
         subscription: crate::events::Subscription,
         last: Option<(JobStatus, u8)>,
         pending: Option<JobRecord>,
         done: bool,
+        /// When bytes were last sent.
+        sent_at: tokio::time::Instant,
     }
     let cursor = Cursor {
         id: first.id.clone(),
         state,
-        base,
+        links,
         subscription,
         last: None,
         pending: Some(first),
         done: false,
+        sent_at: tokio::time::Instant::now(),
     };
     futures::stream::unfold(cursor, |mut c| async move {
         if c.done {
@@ -236,33 +323,33 @@ fn async_stream(
                 if c.last != Some(key) {
                     c.last = Some(key);
                     c.done = record.status.is_terminal();
-                    let view = JobView::new(&record, &c.base);
+                    c.sent_at = tokio::time::Instant::now();
+                    let view = JobView::new(&record, &c.links);
                     let json = serde_json::to_string(&view).unwrap_or_default();
                     let event = format!("event: job\nid: {}\ndata: {json}\n\n", record.progress);
                     return Some((Ok(Bytes::from(event)), c));
                 }
             }
-            let woke = tokio::time::timeout(Duration::from_secs(15), async {
-                tokio::select! {
-                    message = c.subscription.receiver.recv() => message.is_some(),
-                    () = tokio::time::sleep(Duration::from_secs(5)) => true,
-                }
-            })
-            .await;
-            match woke {
-                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), c)),
-                Ok(_) => {
-                    match c.state.queue.get(&c.id).await {
-                        Ok(Some(record)) => c.pending = Some(record),
-                        Ok(None) => return None,
-                        // Redis trouble: keep the stream open and try again.
-                        Err(_) => {
-                            return Some((
-                                Ok(Bytes::from_static(b": redis unavailable, retrying\n\n")),
-                                c,
-                            ))
-                        }
-                    }
+            let keep_alive_at = c.sent_at + KEEP_ALIVE;
+            if tokio::time::Instant::now() >= keep_alive_at {
+                c.sent_at = tokio::time::Instant::now();
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), c));
+            }
+            let poll_at = (tokio::time::Instant::now() + EVENTS_POLL).min(keep_alive_at);
+            tokio::select! {
+                _ = c.subscription.receiver.recv() => {}
+                () = tokio::time::sleep_until(poll_at) => {}
+            }
+            match c.state.queue.get(&c.id).await {
+                Ok(Some(record)) => c.pending = Some(record),
+                Ok(None) => return None,
+                // Redis trouble: keep the stream open and try again.
+                Err(_) => {
+                    c.sent_at = tokio::time::Instant::now();
+                    return Some((
+                        Ok(Bytes::from_static(b": redis unavailable, retrying\n\n")),
+                        c,
+                    ));
                 }
             }
         }

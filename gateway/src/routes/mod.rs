@@ -8,20 +8,24 @@ pub mod jobs;
 pub mod ops;
 mod uploads;
 
+use actix_cors::Cors;
 use actix_web::dev::Payload;
+use actix_web::middleware::Condition;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 use pipeline::job::{is_job_id, JobRecord};
 use pipeline::spec::SpecError;
-use pipeline::view::JobView;
+use pipeline::view::{JobView, Links};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The routes; `cors` wraps everything under `/v1`.
+pub fn configure(cfg: &mut web::ServiceConfig, cors: Condition<Cors>) {
     cfg.service(
         web::scope("/v1")
+            .wrap(cors)
             .service(
                 resource("/jobs", "GET, POST")
                     .route(web::post().to(jobs::create))
@@ -82,8 +86,8 @@ pub(crate) async fn load_job(
 pub struct VisibleJob {
     pub record: JobRecord,
     pub state: web::Data<AppState>,
-    /// The origin URLs in answers start with.
-    pub base: String,
+    /// How URLs in answers are made.
+    pub links: Links,
 }
 
 impl VisibleJob {
@@ -92,11 +96,11 @@ impl VisibleJob {
         let caller = Caller::extract(&req).await?;
         let id = req.match_info().get("id").unwrap_or_default();
         let record = load_job(&state, &caller, id).await?;
-        let base = state.base_url(&req);
+        let links = state.links(&req);
         Ok(VisibleJob {
             record,
             state,
-            base,
+            links,
         })
     }
 
@@ -108,7 +112,7 @@ impl VisibleJob {
             .get(&self.record.id)
             .await?
             .ok_or_else(ApiError::not_found)?;
-        Ok(JobView::new(&record, &self.base))
+        Ok(JobView::new(&record, &self.links))
     }
 }
 

@@ -38,7 +38,7 @@ pub async fn create(
         .await?;
     let url = match state.storage.presign(&key, Presign::Put, ttl).await? {
         Some(url) => url,
-        None => format!("{}/v1/uploads/{upload_id}", state.base_url(&req)),
+        None => format!("{}/v1/uploads/{upload_id}", state.links(&req).base),
     };
     Ok(HttpResponse::Ok().json(UploadTicket {
         upload_id,

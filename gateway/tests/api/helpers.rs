@@ -28,6 +28,9 @@ pub fn use_test_s3_credentials() {
     });
 }
 
+/// A change to a gateway's settings before it is built.
+pub type Tweak = Box<dyn FnOnce(&mut Settings) + Send>;
+
 pub struct AppOptions {
     pub embedded_workers: usize,
     pub api_keys: Option<String>,
@@ -44,6 +47,8 @@ pub struct AppOptions {
     pub presign_ttl: Option<Duration>,
     pub max_pixels: Option<u64>,
     pub max_video_duration: Option<Duration>,
+    /// Any other setting, changed last.
+    pub tweak: Option<Tweak>,
 }
 
 impl Default for AppOptions {
@@ -64,6 +69,7 @@ impl Default for AppOptions {
             presign_ttl: None,
             max_pixels: None,
             max_video_duration: None,
+            tweak: None,
         }
     }
 }
@@ -116,6 +122,9 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     }
     if let Some(uploads) = options.max_concurrent_uploads {
         settings.max_concurrent_uploads = uploads;
+    }
+    if let Some(tweak) = options.tweak {
+        tweak(&mut settings);
     }
     let app = Application::build(settings).await.expect("gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());

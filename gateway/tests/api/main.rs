@@ -3,6 +3,7 @@
 
 mod abuse;
 mod auth;
+mod browser;
 mod client;
 mod contract;
 mod dashboard;
@@ -15,6 +16,8 @@ mod jobs;
 mod ops;
 mod processes;
 mod promises;
+mod tenants;
 mod uploads;
 mod videos;
+mod web;
 mod webhooks;

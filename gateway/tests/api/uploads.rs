@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use crate::helpers::JsonBody;
 use crate::helpers::{corpus, problem, spawn_app, use_test_s3_credentials, AppOptions};
 
-async fn presigned_round_trip(app: &crate::helpers::TestApp) {
+/// A presigned upload from ticket to finished job, and its ticket spent once even by racing
+/// requests.
+pub(crate) async fn presigned_round_trip(app: &crate::helpers::TestApp) {
     let ticket: Value = app.http.post(app.url("/v1/uploads")).json_body().await;
     assert_eq!(ticket["method"], "PUT");
     assert!(ticket["expires_at"].as_str().unwrap().ends_with('Z'));

@@ -582,3 +582,24 @@ async fn a_video_job_reports_progress_frame_by_frame() {
     assert!(rendering.len() >= 2, "progress seen: {seen:?}");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_hundred_frames_on_one_engine_thread_come_out_whole() {
+    // One decoder for all of them: its frame selection is split into passes (ffmpeg refuses
+    // a `select` expression of ~95 times or more).
+    let app = spawn_app(AppOptions {
+        embedded_workers: 1,
+        ..AppOptions::default()
+    })
+    .await;
+    let spec = r#"{"video":{"frames":{"count":100},"max_frames":100},
+        "outputs":[{"name":"f","ops":[{"op":"resize","width":32}],"format":"jpeg"}]}"#;
+    let job = run(&app, corpus("video/slideshow-h264-aac.mp4"), spec).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let outputs = job["outputs"].as_array().unwrap();
+    // 100 times over 12 s of 30 fps: every one falls on a frame of its own.
+    assert_eq!(outputs.len(), 100, "{job}");
+    let times: Vec<f64> = outputs.iter().map(|o| o["t"].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    app.stop().await;
+}

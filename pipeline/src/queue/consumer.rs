@@ -123,15 +123,22 @@ impl Consumer {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let [high, normal, low] = self.queue.keys.streams();
+        let keys = &self.queue.keys;
+        let [high, normal, low] = keys.streams();
         let mut invocation = scripts::FETCH.prepare_invoke();
         invocation
             .key(&high)
             .key(&normal)
             .key(&low)
+            .key(keys.tenants());
+        for ring in keys.rings() {
+            invocation.key(ring);
+        }
+        invocation
             .arg(GROUP)
             .arg(&self.name)
-            .arg(max);
+            .arg(max)
+            .arg(keys.wait_prefix());
         let flat: Vec<String> = match self.queue.redis.script(&invocation).await {
             Err(QueueError::MissingGroup(_)) => {
                 // Redis lost its data (restarted without persistence): start over.
@@ -215,7 +222,8 @@ impl Consumer {
             .key(low)
             .key(keys.events())
             .key(keys.dead())
-            .key(keys.stats());
+            .key(keys.stats())
+            .key(keys.tenants());
         for d in deliveries {
             invocation.key(keys.job(&d.job_id));
         }
@@ -365,6 +373,7 @@ impl Consumer {
             keys.stats_minute(minute),
             keys.webhooks(),
             keys.durations(),
+            keys.tenants(),
         ];
         script_keys.extend(done.iter().map(|(lease, _)| keys.job(&lease.job_id)));
         let mut args = vec![

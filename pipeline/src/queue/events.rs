@@ -1,5 +1,6 @@
-//! Job events as the scripts publish them (one pub/sub channel per job): one pattern
-//! subscription per process, re-established whenever the connection drops.
+//! What the scripts publish: job events (one pub/sub channel per job) and cancel requests (one
+//! channel per queue). One subscription of each kind per process, re-established whenever the
+//! connection drops.
 
 use std::time::Duration;
 
@@ -21,7 +22,49 @@ pub async fn follow_job_events(
     shutdown: Shutdown,
 ) {
     let prefix = keys.job_channel_prefix();
-    let pattern = format!("{prefix}*");
+    let channels = Channels::Pattern(format!("{prefix}*"));
+    follow(
+        redis_url,
+        &channels,
+        shutdown,
+        |channel, payload| match channel.strip_prefix(prefix.as_str()) {
+            Some(job_id) => on_event(job_id, payload),
+            None => true,
+        },
+    )
+    .await;
+}
+
+/// Calls `on_cancel(job_id)` for every cancel of a running job of the queue with `keys`, until
+/// the shutdown starts: workers stop the job at once instead of at their next lease renewal
+/// (which still catches a cancel published while the subscription was down).
+pub async fn follow_cancels(
+    redis_url: &str,
+    keys: &Keys,
+    mut on_cancel: impl FnMut(&str),
+    shutdown: Shutdown,
+) {
+    let channels = Channels::Exact(keys.cancel_channel());
+    follow(redis_url, &channels, shutdown, |_, job_id| {
+        on_cancel(&job_id);
+        true
+    })
+    .await;
+}
+
+enum Channels {
+    Pattern(String),
+    Exact(String),
+}
+
+/// Subscribes to `channels` and calls `on_message(channel, payload)` until it returns `false`
+/// or the shutdown starts, reconnecting a second after a drop.
+async fn follow(
+    redis_url: &str,
+    channels: &Channels,
+    shutdown: Shutdown,
+    mut on_message: impl FnMut(&str, String) -> bool,
+) {
     // Pub/sub goes to one node: on a cluster, published messages reach every node.
     let url = match redis_url.strip_prefix("redis+cluster://") {
         Some(nodes) => format!("redis://{}", nodes.split(',').next().unwrap_or("")),
@@ -31,7 +74,10 @@ pub async fn follow_job_events(
         let connected = async {
             let client = redis::Client::open(url.as_str())?;
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.psubscribe(&pattern).await?;
+            match channels {
+                Channels::Pattern(pattern) => pubsub.psubscribe(pattern).await?,
+                Channels::Exact(channel) => pubsub.subscribe(channel).await?,
+            }
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(Duration::from_secs(5), connected).await {
@@ -43,20 +89,16 @@ pub async fn follow_job_events(
                         () = shutdown.triggered() => return,
                     };
                     let Some(message) = message else { break };
-                    let channel = message.get_channel_name();
-                    if let (Some(job_id), Ok(payload)) = (
-                        channel.strip_prefix(prefix.as_str()),
-                        message.get_payload::<String>(),
-                    ) {
-                        if !on_event(job_id, payload) {
+                    if let Ok(payload) = message.get_payload::<String>() {
+                        if !on_message(message.get_channel_name(), payload) {
                             return;
                         }
                     }
                 }
-                tracing::warn!("job events subscription ended; reconnecting");
+                tracing::warn!("pub/sub subscription ended; reconnecting");
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot subscribe to job events; retrying"),
-            Err(_) => tracing::warn!("subscribing to job events timed out; retrying"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot subscribe; retrying"),
+            Err(_) => tracing::warn!("subscribing timed out; retrying"),
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -45,6 +45,33 @@ impl Keys {
         format!("{}:job:", self.prefix)
     }
 
+    /// The pub/sub channel workers hear cancels of running jobs on (payload: the job id).
+    pub fn cancel_channel(&self) -> String {
+        format!("{}:cancels", self.prefix)
+    }
+
+    /// Per API key and priority: counts for quotas and fair scheduling (hash: `unfinished:<owner>`
+    /// jobs not yet finished, `waiting:<i>` jobs in keys' waiting lists, `fed:<i>` entries fed
+    /// ahead onto stream i).
+    pub fn tenants(&self) -> String {
+        format!("{}:tenants", self.prefix)
+    }
+
+    /// The rings of API keys with jobs waiting, per priority (lists of owner ids).
+    pub fn rings(&self) -> [String; 3] {
+        Priority::ALL.map(|p| format!("{}:ring:{}", self.prefix, p.as_str()))
+    }
+
+    /// What a key's waiting list is named after: `<this><stream index>:<owner>`.
+    pub fn wait_prefix(&self) -> String {
+        format!("{}:wait:", self.prefix)
+    }
+
+    /// A key's token bucket for `--rate-limit-per-key`.
+    pub fn rate_bucket(&self, owner: &str) -> String {
+        format!("{}:rate:{owner}", self.prefix)
+    }
+
     /// Retries waiting for their time (sorted set, score = due time in ms).
     pub fn delayed(&self) -> String {
         format!("{}:delayed", self.prefix)

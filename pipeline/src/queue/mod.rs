@@ -18,6 +18,7 @@ mod registry;
 mod reply;
 pub mod scripts;
 mod stats;
+mod tenants;
 mod tickets;
 mod webhooks;
 
@@ -35,10 +36,11 @@ use conn::RedisConn;
 pub use consumer::{
     retry_delay, Completed, Consumer, Delivery, Lease, LeaseState, Outcome, Started,
 };
-pub use events::follow_job_events;
+pub use events::{follow_cancels, follow_job_events};
 pub use keys::{stream_index, Keys, GROUP};
 pub use registry::WorkerInfo;
 pub use stats::{Counters, Depth, DurationHistogram, DurationSummary, OutcomeCounts};
+pub use tenants::{Admission, TenantLimits, TenantLoad, FAIR_WINDOW};
 pub use tickets::UploadTicket;
 pub use webhooks::{WebhookDue, WebhookFeed, WEBHOOK_GROUP};
 
@@ -145,6 +147,9 @@ pub struct QueueConfig {
     pub events_max_len: u64,
     /// Longest any single Redis call may take.
     pub call_timeout: Duration,
+    /// Jobs of API keys take turns by key within a priority (off: first come, first served;
+    /// for comparisons).
+    pub fair_scheduling: bool,
 }
 
 impl Default for QueueConfig {
@@ -158,6 +163,7 @@ impl Default for QueueConfig {
             retry_max: Duration::from_secs(300),
             events_max_len: 10_000,
             call_timeout: Duration::from_secs(5),
+            fair_scheduling: true,
         }
     }
 }
@@ -335,12 +341,22 @@ impl Queue {
             .key(&recent)
             .key(high)
             .key(normal)
-            .key(low);
+            .key(low)
+            .key(keys.tenants());
+        for ring in keys.rings() {
+            invocation.key(ring);
+        }
         invocation
             .arg(self.config.result_ttl.as_millis() as u64)
             .arg(now)
             .arg(self.config.events_max_len)
-            .arg(keys.job_channel_prefix());
+            .arg(keys.job_channel_prefix())
+            .arg(keys.wait_prefix())
+            .arg(if self.config.fair_scheduling {
+                FAIR_WINDOW
+            } else {
+                0
+            });
         for job in jobs {
             let owner = job.owner.as_deref();
             invocation
@@ -416,9 +432,11 @@ impl Queue {
         invocation
             .key(self.keys.job(id))
             .key(self.keys.events())
+            .key(self.keys.tenants())
             .arg(self.config.events_max_len)
             .arg(self.keys.job_channel(id))
-            .arg(self.config.result_ttl.as_millis() as u64);
+            .arg(self.config.result_ttl.as_millis() as u64)
+            .arg(self.keys.cancel_channel());
         let reply: String = self.redis.script(&invocation).await?;
         Ok(match reply.as_str() {
             "missing" => CancelOutcome::Missing,
@@ -445,6 +463,7 @@ impl Queue {
             .key(normal)
             .key(low)
             .key(self.keys.events())
+            .key(self.keys.tenants())
             .arg(self.config.events_max_len)
             .arg(self.keys.job_channel(id))
             .arg(self.config.result_ttl.as_millis() as u64);

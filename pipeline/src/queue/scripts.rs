@@ -22,7 +22,7 @@ pub static ENQUEUE: LazyLock<Script> =
     LazyLock::new(|| with_helpers(include_str!("lua/enqueue.lua")));
 
 /// Reads up to `count` new entries, high priority first. See `lua/fetch.lua`.
-pub static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
+pub static FETCH: LazyLock<Script> = LazyLock::new(|| with_helpers(include_str!("lua/fetch.lua")));
 
 /// Starts delivered jobs (marks them running) or drops late duplicates and exhausted jobs. See `lua/start.lua`.
 pub static START: LazyLock<Script> = LazyLock::new(|| with_helpers(include_str!("lua/start.lua")));
@@ -60,12 +60,15 @@ pub static HAND_BACK: LazyLock<Script> =
 pub static WEBHOOK_PROMOTE: LazyLock<Script> =
     LazyLock::new(|| with_helpers(include_str!("lua/webhook_promote.lua")));
 
+/// Admits a job of an API key against its quota and rate. See `lua/admit.lua`.
+pub static ADMIT: LazyLock<Script> = LazyLock::new(|| with_helpers(include_str!("lua/admit.lua")));
+
 /// Spends an upload ticket for its owner, once. See `lua/claim_ticket.lua`.
 pub static CLAIM_TICKET: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_ticket.lua")));
 
 /// Every script, to load them up front (pipelined calls use EVALSHA).
-pub fn all() -> [&'static Script; 12] {
+pub fn all() -> [&'static Script; 13] {
     [
         &ENQUEUE,
         &FETCH,
@@ -79,5 +82,6 @@ pub fn all() -> [&'static Script; 12] {
         &REPLAY,
         &HAND_BACK,
         &WEBHOOK_PROMOTE,
+        &ADMIT,
     ]
 }

@@ -111,6 +111,7 @@ impl Queue {
             .key(low)
             .key(self.keys.delayed())
             .key(self.keys.dead())
+            .key(self.keys.tenants())
             .arg(GROUP);
         let counts: Vec<i64> = self.redis.script(&invocation).await?;
         let at = |i: usize| counts.get(i).copied().unwrap_or(0).max(0) as u64;

@@ -126,6 +126,16 @@ impl Storage {
     /// Opens `file://DIR` or `s3://BUCKET[/PREFIX]` (with `endpoint` for S3-compatible servers)
     /// and checks it is usable: a clear error now beats a failing job later.
     pub async fn open(url: &str, endpoint: Option<&str>) -> Result<Storage, StorageError> {
+        Storage::open_with(url, endpoint, None).await
+    }
+
+    /// [`Storage::open`], with the origin clients reach the S3 server at (`public_endpoint`)
+    /// when it differs from the services' (`endpoint`): presigned URLs use it.
+    pub async fn open_with(
+        url: &str,
+        endpoint: Option<&str>,
+        public_endpoint: Option<&str>,
+    ) -> Result<Storage, StorageError> {
         let storage = if let Some(dir) = url.strip_prefix("file://") {
             Storage::Local(LocalStore::open(dir).await?)
         } else if let Some(rest) = url.strip_prefix("s3://") {
@@ -137,6 +147,7 @@ impl Storage {
                 bucket: bucket.to_owned(),
                 prefix: prefix.trim_matches('/').to_owned(),
                 endpoint: endpoint.map(str::to_owned),
+                public_endpoint: public_endpoint.map(str::to_owned),
                 ..S3Settings::default()
             };
             Storage::S3(S3Store::open(settings).await?)

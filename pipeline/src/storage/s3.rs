@@ -28,6 +28,8 @@ pub struct S3Settings {
     pub prefix: String,
     /// An S3-compatible server; path-style addressing is used with it.
     pub endpoint: Option<String>,
+    /// The same server as clients reach it (presigned URLs are made for this origin).
+    pub public_endpoint: Option<String>,
     /// Access key and secret; `None`: the standard AWS credential chain (`AWS_ACCESS_KEY_ID`...).
     pub credentials: Option<(String, String)>,
     /// Longest one HTTP attempt may take (a stalled server is abandoned and retried).
@@ -43,6 +45,7 @@ impl Default for S3Settings {
             bucket: String::new(),
             prefix: String::new(),
             endpoint: None,
+            public_endpoint: None,
             credentials: None,
             attempt_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(120),
@@ -54,6 +57,9 @@ impl Default for S3Settings {
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
+    /// Signs URLs for clients: for `public_endpoint` when set (a presigned URL's signature
+    /// covers its host, so it cannot be rewritten afterwards).
+    presigner: Client,
     settings: Arc<S3Settings>,
 }
 
@@ -98,12 +104,21 @@ impl S3Store {
             )
             .load()
             .await;
-        let mut config = aws_sdk_s3::config::Builder::from(&shared);
-        if let Some(endpoint) = &settings.endpoint {
-            config = config.endpoint_url(endpoint).force_path_style(true);
-        }
+        let client_for = |endpoint: Option<&String>| {
+            let mut config = aws_sdk_s3::config::Builder::from(&shared);
+            if let Some(endpoint) = endpoint {
+                config = config.endpoint_url(endpoint).force_path_style(true);
+            }
+            Client::from_conf(config.build())
+        };
+        let client = client_for(settings.endpoint.as_ref());
+        let presigner = match &settings.public_endpoint {
+            Some(public) => client_for(Some(public)),
+            None => client.clone(),
+        };
         Ok(S3Store {
-            client: Client::from_conf(config.build()),
+            client,
+            presigner,
             settings: Arc::new(settings),
         })
     }
@@ -426,7 +441,7 @@ impl S3Store {
         let (bucket, full_key) = (&self.settings.bucket, self.full_key(key.as_str()));
         let request = match method {
             Presign::Get => self
-                .client
+                .presigner
                 .get_object()
                 .bucket(bucket)
                 .key(full_key)
@@ -434,7 +449,7 @@ impl S3Store {
                 .await
                 .map_err(|e| classify(e, key.as_str()))?,
             Presign::Put => self
-                .client
+                .presigner
                 .put_object()
                 .bucket(bucket)
                 .key(full_key)

@@ -12,6 +12,10 @@ use super::probe::{first_line, from_child};
 use super::{Video, VideoError, VideoLimits};
 use crate::engine::Interrupt;
 
+/// Times one decoding pass selects: ffmpeg's expression parser refuses a `select` of about 95
+/// terms or more (measured with Debian's ffmpeg 5.1: "Cannot allocate memory").
+const SELECT_TIMES_PER_PASS: usize = 64;
+
 /// One decoded frame: packed RGB, 8 bits a channel.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -81,6 +85,32 @@ impl<'a> FrameReader<'a> {
     /// Times that fall on the same frame give it once. With `keyframes_only` nothing but
     /// keyframes is decoded (and taken); `threads` is the decoder's (0: as many as it likes).
     pub fn frames_between(
+        &self,
+        times: &[f64],
+        decoding: (bool, u32),
+        stop: &dyn Fn() -> Option<Interrupt>,
+        on_frame: &mut dyn FnMut(Frame) -> Flow,
+    ) -> Result<Vec<f64>, VideoError> {
+        // ffmpeg's expression parser gives up on very long `select` expressions ("Cannot
+        // allocate memory" past a few hundred terms): a pass per batch of times.
+        let mut shown = Vec::with_capacity(times.len());
+        let mut enough = false;
+        for batch in times.chunks(SELECT_TIMES_PER_PASS) {
+            let mut counted = |frame: Frame| {
+                let flow = on_frame(frame);
+                enough |= matches!(flow, Flow::Enough);
+                flow
+            };
+            shown.extend(self.frames_between_in_one_pass(batch, decoding, stop, &mut counted)?);
+            if enough || stop().is_some() {
+                break;
+            }
+        }
+        Ok(shown)
+    }
+
+    /// [`FrameReader::frames_between`] for at most a few hundred times: one ffmpeg pass.
+    fn frames_between_in_one_pass(
         &self,
         times: &[f64],
         (keyframes_only, threads): (bool, u32),

@@ -7,3 +7,4 @@ mod props;
 mod queue;
 mod spec;
 mod storage;
+mod tenants;

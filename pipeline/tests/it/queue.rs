@@ -35,11 +35,11 @@ async fn queue_at(url: &str, test: &str, tweak: impl FnOnce(&mut QueueConfig)) -
     Queue::connect(url, config).await.expect("connect to redis")
 }
 
-async fn queue(test: &str) -> Queue {
+pub(crate) async fn queue(test: &str) -> Queue {
     queue_at(&redis_url(), test, |_| {}).await
 }
 
-async fn consumer(queue: &Queue, url: &str) -> Consumer {
+pub(crate) async fn consumer(queue: &Queue, url: &str) -> Consumer {
     Consumer::new(
         queue,
         url,
@@ -50,7 +50,7 @@ async fn consumer(queue: &Queue, url: &str) -> Consumer {
     .expect("consumer")
 }
 
-fn new_job(priority: Priority, owner: Option<&str>) -> NewJob {
+pub(crate) fn new_job(priority: Priority, owner: Option<&str>) -> NewJob {
     let id = new_job_id();
     let mut spec =
         Spec::from_json(r#"{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":64}]}]}"#)
@@ -87,7 +87,7 @@ fn output(job: &str) -> OutputRecord {
 
 /// One round of a minimal worker: fetch (and reclaim), start, run `handler`, complete.
 /// Returns the jobs it ran.
-async fn work_once(
+pub(crate) async fn work_once(
     consumer: &Consumer,
     handler: &(dyn Fn(&JobRecord) -> Outcome + Sync),
 ) -> Vec<String> {
@@ -119,7 +119,7 @@ async fn work_once(
     ran
 }
 
-fn succeed(record: &JobRecord) -> Outcome {
+pub(crate) fn succeed(record: &JobRecord) -> Outcome {
     Outcome::Succeeded {
         outputs: vec![output(&record.id)],
         placeholder: Some("LKO2?U%2Tw=w".into()),
@@ -127,7 +127,7 @@ fn succeed(record: &JobRecord) -> Outcome {
     }
 }
 
-async fn status(queue: &Queue, id: &str) -> JobStatus {
+pub(crate) async fn status(queue: &Queue, id: &str) -> JobStatus {
     queue.get(id).await.unwrap().expect("job exists").status
 }
 

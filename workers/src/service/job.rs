@@ -177,6 +177,7 @@ async fn attempt(
     let metrics = shared.metrics.clone();
     let engine_budget = budget.remaining();
     let engine_started = Instant::now();
+    let cancelled = cancel.clone();
     let rendered = on_pool(shared, engine_budget, move |deadline| {
         // The engine checks the deadline (and a cancel) at every stage boundary.
         let observer = JobObserver {
@@ -205,6 +206,11 @@ async fn attempt(
         ))
         .await?;
     shared.metrics.stage("upload", upload_started.elapsed());
+    if cancelled.load(Ordering::Relaxed) {
+        // Cancelled while the outputs were being stored: none of them is left behind.
+        delete_outputs(shared, &outputs).await;
+        return Err(AttemptError::Engine(EngineError::Cancelled));
+    }
     Ok(Made {
         outputs,
         placeholder: rendered.placeholder,
@@ -422,6 +428,20 @@ async fn upload(
     .buffered(4)
     .try_collect()
     .await
+}
+
+/// Deletes stored outputs of an attempt that will not be recorded (a failed delete is logged:
+/// `worker gc` finds what is left).
+async fn delete_outputs(shared: &Shared, outputs: &[OutputRecord]) {
+    for output in outputs {
+        let deleted = match ObjectKey::parse(&output.key) {
+            Ok(key) => shared.storage.delete(&key).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = deleted {
+            tracing::warn!(key = %output.key, %error, "cannot delete a cancelled job's output");
+        }
+    }
 }
 
 /// Forwards progress to the job record, at most every 200 ms, and not at all for jobs that end

@@ -89,6 +89,8 @@ impl Worker {
             settings.queue.clone(),
             &settings.storage,
             settings.s3_endpoint.as_deref(),
+            // Workers hand no URLs to clients.
+            None,
         )
         .await?;
         let name = uuid::Uuid::new_v4().to_string();
@@ -175,6 +177,7 @@ impl Worker {
             drained.clone(),
         ));
         background.spawn(renew_leases(shared.clone(), drained.clone()));
+        background.spawn(hear_cancels(shared.clone(), drained.clone()));
         background.spawn(heartbeat(shared.clone(), drained.clone()));
         background.spawn(maintenance(shared.clone(), drained.clone()));
         background.spawn(crate::webhooks::run_dispatcher(
@@ -467,6 +470,21 @@ async fn renew_leases(shared: Arc<Shared>, drained: Shutdown) {
             Err(e) => tracing::warn!(error = %e, "cannot renew leases"),
         }
     }
+}
+
+/// Passes cancels of jobs in hand to them the moment they are published (the lease renewal
+/// catches any this misses).
+async fn hear_cancels(shared: Arc<Shared>, drained: Shutdown) {
+    let redis_url = shared.settings.redis_url.clone();
+    let keys = shared.queue.keys().clone();
+    let on_cancel = |job_id: &str| {
+        let in_hand = shared.in_hand.lock().expect("in-hand lock");
+        if let Some(held) = in_hand.get(job_id) {
+            tracing::info!(job_id, "cancel requested: stopping at the next checkpoint");
+            held.cancel.store(true, Ordering::Relaxed);
+        }
+    };
+    pipeline::queue::follow_cancels(&redis_url, &keys, on_cancel, drained).await;
 }
 
 async fn heartbeat(shared: Arc<Shared>, drained: Shutdown) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pipeline::queue::{Queue, WebhookDue, WebhookFeed};
 use pipeline::shutdown::Shutdown;
-use pipeline::view::JobView;
+use pipeline::view::{JobView, Links};
 use pipeline::webhooks::{TargetPolicy, MAX_ATTEMPTS};
 
 use crate::args::WebhookArgs;
@@ -27,8 +27,9 @@ pub struct DispatcherSettings {
     pub secret: Option<Vec<u8>>,
     /// Which targets may be called.
     pub policy: TargetPolicy,
-    /// The public origin output URLs in payloads start with (empty: relative URLs).
-    pub public_url: String,
+    /// How output URLs in payloads are made (the public origin, empty for relative URLs, and
+    /// the URL signer).
+    pub links: Links,
     /// First retry delay; doubles per attempt.
     pub retry_base: Duration,
 }
@@ -38,7 +39,7 @@ impl DispatcherSettings {
         DispatcherSettings {
             secret: args.secret(),
             policy: args.target_policy(),
-            public_url: args.public_origin(),
+            links: Links::new(&args.public_origin(), args.url_signer()),
             retry_base: Duration::from_secs(2),
         }
     }
@@ -126,7 +127,7 @@ async fn deliver_one(
         return;
     };
     let body =
-        serde_json::to_vec(&JobView::new(&record, &settings.public_url)).expect("view serializes");
+        serde_json::to_vec(&JobView::new(&record, &settings.links)).expect("view serializes");
     let outcome = deliver(
         client,
         &webhook,

@@ -2,7 +2,7 @@
 -- before the entry is acknowledged. A record already final is left alone (first finisher wins).
 --
 -- KEYS: high, normal, low, events, delayed, dead, stats, stats_minute, webhooks, durations,
--- job_1..job_n.
+-- tenants, job_1..job_n.
 -- ARGV: group, events_maxlen, channel_prefix, ttl_ms, then per job: stream index, entry id,
 -- job id, outcome (succeeded | failed | dead | cancelled | retry), delay_ms, delayed-set
 -- member, error code, webhook (1 when the job has one), field count, then that many
@@ -15,6 +15,8 @@ local now = server_ms()
 local out = {}
 local counts = {}
 local durations = {}
+-- Jobs of each API key that ended, counted off the key's quota once per batch.
+local finished = {}
 local function count(field, by)
   counts[field] = (counts[field] or 0) + by
 end
@@ -29,7 +31,7 @@ while at <= #ARGV do
   if err_code == '' then err_code = nil end
   local first, last = at + 9, at + 8 + nfields
   at = last + 1
-  local job = KEYS[10 + j]
+  local job = KEYS[11 + j]
   local cur = redis.call('HMGET', job, 'status', 'attempts', 'owner', 'started_at', 'cancel', 'next_attempt_at')
   local status = cur[1]
   local result
@@ -75,6 +77,7 @@ while at <= #ARGV do
       count('dur_sum_ms', took)
       if final == 'succeeded' then table.insert(durations, took) end
       if webhook == '1' then redis.call('XADD', KEYS[9], '*', 'id', id, 'attempt', 1) end
+      if owner and owner ~= '' then finished[owner] = (finished[owner] or 0) + 1 end
       event(KEYS[4], maxlen, prefix .. id, id, final, now, progress, attempts, owner, err_code)
     end
     result = 'written'
@@ -88,6 +91,7 @@ for field, by in pairs(counts) do
   if not string.find(field, 'dur_', 1, true) then redis.call('HINCRBY', KEYS[8], field, by) end
 end
 redis.call('PEXPIRE', KEYS[8], 7200000)
+for owner, n in pairs(finished) do finished_for(KEYS[11], owner, n) end
 if #durations > 0 then
   redis.call('LPUSH', KEYS[10], unpack(durations))
   redis.call('LTRIM', KEYS[10], 0, 999)

@@ -1,7 +1,8 @@
--- Depth of the queue: per stream, entries not yet delivered (the group's lag, -1 when Redis
--- cannot tell) and entries delivered but not acknowledged; then the delayed and dead counts.
+-- Depth of the queue: per priority, jobs not yet delivered (the stream group's lag, -1 when
+-- Redis cannot tell, plus the jobs of API keys waiting for their turn) and entries delivered
+-- but not acknowledged; then the delayed and dead counts.
 --
--- KEYS: high, normal, low, delayed, dead. ARGV: group.
+-- KEYS: high, normal, low, delayed, dead, tenants. ARGV: group.
 local out = {}
 for i = 1, 3 do
   local lag, pending = 0, 0
@@ -14,6 +15,7 @@ for i = 1, 3 do
       lag = #redis.call('XRANGE', KEYS[i], '(' .. info['last-delivered-id'], '+', 'COUNT', 100000)
     end
   end
+  lag = lag + math.max(0, tonumber(redis.call('HGET', KEYS[6], 'waiting:' .. i) or '0'))
   table.insert(out, lag)
   table.insert(out, pending)
 end

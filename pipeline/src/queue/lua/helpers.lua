@@ -34,3 +34,39 @@ local function group_info(stream, group)
   end
   return nil
 end
+-- Fair scheduling. A job of an API key waits in its key's list `<wait_prefix><i>:<owner>` (i:
+-- the priority's stream, 1..3); ring i lists the keys with jobs waiting at that priority.
+-- Feeding moves up to n jobs onto stream i, the keys taking turns and each turn an equal
+-- share of what is still wanted (popped in one command), so one key's backlog never holds
+-- back another key's jobs. `tenants` counts what waits per priority (`waiting:<i>`).
+-- Returns how many jobs it fed.
+local function feed(stream, ring, tenants, wait_prefix, i, n)
+  local fed = 0
+  local keys = redis.call('LLEN', ring)
+  while fed < n and keys > 0 do
+    local share = math.ceil((n - fed) / keys)
+    local owner = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+    local list = wait_prefix .. i .. ':' .. owner
+    local ids = redis.call('LPOP', list, share)
+    local got = 0
+    if ids then
+      got = #ids
+      for _, id in ipairs(ids) do redis.call('XADD', stream, '*', 'id', id) end
+      fed = fed + got
+    end
+    if got < share or redis.call('LLEN', list) == 0 then
+      redis.call('LREM', ring, -1, owner)
+      keys = keys - 1
+    end
+  end
+  if fed > 0 then redis.call('HINCRBY', tenants, 'waiting:' .. i, -fed) end
+  return fed
+end
+-- `n` (default 1) jobs of `owner` less not yet finished (the per-key quota's count).
+local function finished_for(tenants, owner, n)
+  if owner and owner ~= '' then
+    if redis.call('HINCRBY', tenants, 'unfinished:' .. owner, -(n or 1)) <= 0 then
+      redis.call('HDEL', tenants, 'unfinished:' .. owner)
+    end
+  end
+end

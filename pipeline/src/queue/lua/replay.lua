@@ -1,6 +1,6 @@
 -- Puts a dead-lettered job back on its stream with a fresh set of attempts.
 --
--- KEYS: job, dead, high, normal, low, events. ARGV: events_maxlen, channel, ttl_ms.
+-- KEYS: job, dead, high, normal, low, events, tenants. ARGV: events_maxlen, channel, ttl_ms.
 -- Returns 'replayed' | 'missing' | 'not_dead'.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
@@ -16,5 +16,7 @@ redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'progress', 0)
 redis.call('HDEL', KEYS[1], 'error', 'finished_at', 'started_at', 'dead_entry', 'next_attempt_at', 'cancel', 'outputs', 'worker')
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('XADD', KEYS[2 + index], '*', 'id', id)
-event(KEYS[6], ARGV[1], ARGV[2], id, 'queued', now, 0, 0, redis.call('HGET', KEYS[1], 'owner'))
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and owner ~= '' then redis.call('HINCRBY', KEYS[7], 'unfinished:' .. owner, 1) end
+event(KEYS[6], ARGV[1], ARGV[2], id, 'queued', now, 0, 0, owner)
 return 'replayed'

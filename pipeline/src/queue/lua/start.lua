@@ -2,7 +2,7 @@
 -- acknowledged and dropped — when it is gone, already finished or cancelled (a late duplicate
 -- delivery is never re-run), or when it already used up its attempts by killing workers.
 --
--- KEYS: high, normal, low, events, dead, stats, job_1..job_n.
+-- KEYS: high, normal, low, events, dead, stats, tenants, job_1..job_n.
 -- ARGV: group, consumer, events_maxlen, channel_prefix, max_attempts, ttl_ms, then per job:
 -- stream index, entry id, job id.
 -- Returns per job: {'run', field, value, ...} | {'drop', reason}.
@@ -14,7 +14,7 @@ local failed = 0
 local n = (#ARGV - 6) / 3
 for j = 1, n do
   local stream = KEYS[tonumber(ARGV[6 + 3 * j - 2])]
-  local entry, id, job = ARGV[6 + 3 * j - 1], ARGV[6 + 3 * j], KEYS[6 + j]
+  local entry, id, job = ARGV[6 + 3 * j - 1], ARGV[6 + 3 * j], KEYS[7 + j]
   local cur = redis.call('HMGET', job, 'status', 'attempts', 'started_at', 'owner', 'next_attempt_at')
   local status, attempts, owner = cur[1], tonumber(cur[2] or '0'), cur[4]
   local drop = nil
@@ -29,6 +29,7 @@ for j = 1, n do
     redis.call('HSET', job, 'status', 'failed', 'finished_at', now, 'error', err, 'dead_entry', dead)
     redis.call('PEXPIRE', job, ttl)
     failed = failed + 1
+    finished_for(KEYS[7], owner)
     event(KEYS[4], maxlen, prefix .. id, id, 'failed', now, 0, attempts, owner, 'internal')
     drop = 'exhausted'
   end
