@@ -16,7 +16,7 @@ local tenants = KEYS[6]
 local out = {}
 local at = 7
 local j = 0
-local trimmed = {}
+local recent = {[KEYS[2]] = {}}
 local parked = {}
 -- New jobs per API key, added to its quota's count once per batch.
 local unfinished = {}
@@ -38,19 +38,24 @@ while at <= #ARGV do
       parked[index][owner] = parked[index][owner] or {}
       table.insert(parked[index][owner], id)
     end
-    redis.call('ZADD', KEYS[2], now, id)
-    if owner_recent ~= KEYS[2] then redis.call('ZADD', owner_recent, now, id) end
-    -- Forget expired jobs in the recent lists, once per list per batch.
-    if not trimmed[owner_recent] then
-      redis.call('ZREMRANGEBYSCORE', owner_recent, '-inf', now - ttl)
-      trimmed[owner_recent] = true
+    -- The recent lists get the batch's jobs in one ZADD each, below.
+    table.insert(recent[KEYS[2]], now)
+    table.insert(recent[KEYS[2]], id)
+    if owner_recent ~= KEYS[2] then
+      recent[owner_recent] = recent[owner_recent] or {}
+      table.insert(recent[owner_recent], now)
+      table.insert(recent[owner_recent], id)
     end
     event(KEYS[1], maxlen, prefix .. id, id, 'queued', now, 0, 0, owner)
     table.insert(out, 1)
   end
   at = at + 4 + nfields
 end
-if not trimmed[KEYS[2]] then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl) end
+-- Into the recent lists, forgetting their expired jobs: once per list per batch.
+for list, members in pairs(recent) do
+  if #members > 0 then redis.call('ZADD', list, unpack(members)) end
+  redis.call('ZREMRANGEBYSCORE', list, '-inf', now - ttl)
+end
 for owner, n in pairs(unfinished) do redis.call('HINCRBY', tenants, 'unfinished:' .. owner, n) end
 for index, owners in pairs(parked) do
   local count = 0

@@ -36,28 +36,34 @@ local function group_info(stream, group)
 end
 -- Fair scheduling. A job of an API key waits in its key's list `<wait_prefix><i>:<owner>` (i:
 -- the priority's stream, 1..3); ring i lists the keys with jobs waiting at that priority.
--- Feeding moves up to n jobs onto stream i, the keys taking turns and each turn an equal
--- share of what is still wanted (popped in one command), so one key's backlog never holds
--- back another key's jobs. `tenants` counts what waits per priority (`waiting:<i>`).
--- Returns how many jobs it fed.
+-- Feeding moves up to n jobs onto stream i: the keys at the head of the ring take their turn,
+-- each an equal share of what is still wanted (popped in one command), then go to the back
+-- (those with jobs left), so one key's backlog never holds back another key's jobs. The ring
+-- is rotated a round at a time (LRANGE, LTRIM, RPUSH), not a key at a time. `tenants` counts
+-- what waits per priority (`waiting:<i>`). Returns how many jobs it fed.
 local function feed(stream, ring, tenants, wait_prefix, i, n)
   local fed = 0
-  local keys = redis.call('LLEN', ring)
-  while fed < n and keys > 0 do
+  while fed < n do
+    local keys = redis.call('LLEN', ring)
+    if keys == 0 then break end
     local share = math.ceil((n - fed) / keys)
-    local owner = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
-    local list = wait_prefix .. i .. ':' .. owner
-    local ids = redis.call('LPOP', list, share)
-    local got = 0
-    if ids then
-      got = #ids
-      for _, id in ipairs(ids) do redis.call('XADD', stream, '*', 'id', id) end
-      fed = fed + got
+    local turn = math.min(keys, math.ceil((n - fed) / share))
+    local owners = redis.call('LRANGE', ring, 0, turn - 1)
+    redis.call('LTRIM', ring, turn, -1)
+    local again = {}
+    for _, owner in ipairs(owners) do
+      local want = math.min(share, n - fed)
+      local list = wait_prefix .. i .. ':' .. owner
+      local ids = redis.call('LPOP', list, want)
+      local got = 0
+      if ids then
+        got = #ids
+        for _, id in ipairs(ids) do redis.call('XADD', stream, '*', 'id', id) end
+        fed = fed + got
+      end
+      if got == want and redis.call('LLEN', list) > 0 then table.insert(again, owner) end
     end
-    if got < share or redis.call('LLEN', list) == 0 then
-      redis.call('LREM', ring, -1, owner)
-      keys = keys - 1
-    end
+    if #again > 0 then redis.call('RPUSH', ring, unpack(again)) end
   end
   if fed > 0 then redis.call('HINCRBY', tenants, 'waiting:' .. i, -fed) end
   return fed
