@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use pipeline::queue::{follow_job_events, Keys};
+use pipeline::queue::{follow_job_events, Queue};
 use pipeline::shutdown::Shutdown;
 use tokio::sync::{broadcast, mpsc};
 
@@ -46,12 +46,12 @@ impl EventHub {
     }
 
     /// Fans out the queue's job events until the shutdown starts.
-    pub async fn follow(self: Arc<Self>, redis_url: String, keys: Keys, shutdown: Shutdown) {
+    pub async fn follow(self: Arc<Self>, queue: Queue, redis_url: String, shutdown: Shutdown) {
         let publish = |job_id: &str, payload: String| {
             self.publish(job_id, payload);
             true
         };
-        follow_job_events(&redis_url, &keys, publish, shutdown).await;
+        follow_job_events(&queue, &redis_url, publish, shutdown).await;
     }
 
     pub fn subscribe(self: &Arc<Self>, job_id: &str) -> Subscription {

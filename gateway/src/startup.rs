@@ -103,8 +103,8 @@ impl Application {
     pub async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
         let events = tokio::spawn(self.state.events.clone().follow(
+            self.state.queue.clone(),
             settings.connection.redis_url.clone(),
-            self.state.queue.keys().clone(),
             shutdown.clone(),
         ));
         let server = serve(self.listener, self.state.clone(), self.cors)?;
@@ -152,7 +152,7 @@ async fn connect(settings: &Settings) -> Result<(Queue, Storage), StartError> {
     let connection = &settings.connection;
     Ok(workers::connect::connect(
         &connection.redis_url,
-        settings.queue.queue_config(&connection.queue),
+        connection.queue_config(&settings.queue),
         &connection.storage,
         connection.s3_endpoint.as_deref(),
         connection.s3_public_endpoint.as_deref(),

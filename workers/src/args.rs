@@ -2,10 +2,11 @@
 //! into its command line and `gateway` into its own, so embedded workers read exactly the same
 //! settings and environment as a separate `worker`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pipeline::config::{parse_duration, parse_size};
-use pipeline::queue::QueueConfig;
+use pipeline::queue::{QueueConfig, RedisTls};
 use pipeline::signing::UrlSigner;
 use pipeline::video::VideoLimits;
 use pipeline::webhooks::TargetPolicy;
@@ -34,6 +35,17 @@ pub struct ConnectionArgs {
     /// docker compose: the host's published port): presigned upload and output URLs use it.
     #[arg(long, env = "IMAGEPIPE_S3_PUBLIC_ENDPOINT")]
     pub s3_public_endpoint: Option<String>,
+    /// For `rediss://`: the CA certificate (PEM) that signed the server's, instead of the
+    /// system's trust store.
+    #[arg(long, env = "IMAGEPIPE_REDIS_CA")]
+    pub redis_ca: Option<PathBuf>,
+    /// For `rediss://` servers that ask for one: a client certificate (PEM), with
+    /// `--redis-client-key`.
+    #[arg(long, env = "IMAGEPIPE_REDIS_CLIENT_CERT")]
+    pub redis_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "IMAGEPIPE_REDIS_CLIENT_KEY")]
+    pub redis_client_key: Option<PathBuf>,
     /// Names the Redis keys, so several deployments can share one Redis.
     #[arg(long, env = "IMAGEPIPE_QUEUE", default_value = "imagepipe")]
     pub queue: String,
@@ -54,6 +66,25 @@ pub struct MediaArgs {
     /// Address space of each video decoder process.
     #[arg(long, env = "IMAGEPIPE_VIDEO_MEMORY_LIMIT", default_value = "2GiB", value_parser = parse_size)]
     pub video_memory_limit: u64,
+}
+
+impl ConnectionArgs {
+    /// The queue's settings: `queue`'s, with this connection's queue name and TLS files.
+    pub fn queue_config(&self, queue: &QueueArgs) -> QueueConfig {
+        QueueConfig {
+            tls: self.redis_tls(),
+            ..queue.queue_config(&self.queue)
+        }
+    }
+
+    /// The TLS files for `rediss://`.
+    pub fn redis_tls(&self) -> RedisTls {
+        RedisTls {
+            ca: self.redis_ca.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+        }
+    }
 }
 
 impl MediaArgs {

@@ -36,6 +36,7 @@ pub fn run(args: GcArgs) -> ExitCode {
         let c = &args.connection;
         let config = QueueConfig {
             name: c.queue.clone(),
+            tls: c.redis_tls(),
             ..QueueConfig::default()
         };
         let connected = connect(

@@ -83,7 +83,7 @@ impl WorkerSettings {
             redis_url: connection.redis_url.clone(),
             storage: connection.storage.clone(),
             s3_endpoint: connection.s3_endpoint.clone(),
-            queue: queue.queue_config(&connection.queue),
+            queue: connection.queue_config(queue),
             max_pixels: connection.max_pixels,
             threads,
             capacity: threads * 2,

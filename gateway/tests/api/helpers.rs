@@ -126,14 +126,19 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     if let Some(tweak) = options.tweak {
         tweak(&mut settings);
     }
+    let (redis_url, tls) = (
+        settings.connection.redis_url.clone(),
+        settings.connection.redis_tls(),
+    );
     let app = Application::build(settings).await.expect("gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (stop, shutdown) = Shutdown::new();
     let task = tokio::spawn(app.run_until(shutdown));
     let queue = Queue::connect(
-        &options.redis_url,
+        &redis_url,
         QueueConfig {
             name: queue_name,
+            tls,
             ..QueueConfig::default()
         },
     )

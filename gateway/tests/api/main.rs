@@ -16,6 +16,7 @@ mod jobs;
 mod ops;
 mod processes;
 mod promises;
+mod redis_tls;
 mod tenants;
 mod uploads;
 mod videos;

@@ -7,6 +7,7 @@
 //! queue's hash tag, so multi-key scripts stay on one slot).
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -15,6 +16,53 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, Value};
 
 use super::QueueError;
+
+/// TLS files for `rediss://` beyond the system's trust store (PEM): the CA that signed the
+/// server's certificate, and a client certificate and key for servers that ask for one. Read
+/// at each connect, so a renewed certificate is picked up by the next reconnection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    pub ca: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// A client for `url`, trusting `tls.ca` (else the system's roots) for `rediss://`.
+pub(crate) fn client(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::Client> {
+    if tls == &RedisTls::default() {
+        return redis::Client::open(url);
+    }
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| {
+            redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "cannot read a TLS file",
+                format!("{}: {e}", path.display()),
+            ))
+        })
+    };
+    let client_tls = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a client certificate needs its key, and a key its certificate",
+            )))
+        }
+    };
+    let root_cert = tls.ca.as_ref().map(read).transpose()?;
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+}
 
 /// A cloneable handle on Redis (one server or a cluster).
 #[derive(Clone)]
@@ -46,7 +94,11 @@ impl std::fmt::Debug for RedisConn {
 impl RedisConn {
     /// Connects and checks the server answers. `call_timeout` bounds every later call (blocking
     /// reads need a timeout longer than the time they block).
-    pub async fn connect(url: &str, call_timeout: Duration) -> Result<RedisConn, QueueError> {
+    pub async fn connect(
+        url: &str,
+        call_timeout: Duration,
+        tls: &RedisTls,
+    ) -> Result<RedisConn, QueueError> {
         let bad_url = |e: redis::RedisError| QueueError::BadUrl(format!("{url}: {e}"));
         let inner = if let Some(nodes) = url.strip_prefix("redis+cluster://") {
             let nodes: Vec<String> = nodes
@@ -62,7 +114,7 @@ impl RedisConn {
             let connection = with_timeout(call_timeout, client.get_async_connection()).await?;
             Backend::Cluster(connection)
         } else {
-            let client = redis::Client::open(url).map_err(bad_url)?;
+            let client = client(url, tls).map_err(bad_url)?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(5)))
                 .set_response_timeout(Some(call_timeout))

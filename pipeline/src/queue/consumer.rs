@@ -102,7 +102,12 @@ impl Consumer {
         name: String,
         max_block: Duration,
     ) -> Result<Consumer> {
-        let blocking = RedisConn::connect(url, max_block + queue.config.call_timeout).await?;
+        let blocking = RedisConn::connect(
+            url,
+            max_block + queue.config.call_timeout,
+            &queue.config.tls,
+        )
+        .await?;
         Ok(Consumer {
             queue: queue.clone(),
             name,

@@ -8,23 +8,24 @@ use futures::StreamExt;
 
 use crate::shutdown::Shutdown;
 
-use super::Keys;
+use super::{Queue, RedisTls};
 
-/// Calls `on_event(job_id, payload)` for every job event of the queue with `keys` until
+/// Calls `on_event(job_id, payload)` for every job event of `queue` (at `redis_url`) until
 /// `on_event` returns `false` or the shutdown starts. Payloads are JSON: `id`, `status`,
 /// `progress`, `attempts`, `ts`, and `error` and `owner` when there is one. Lost connections
 /// are re-established after a second; events published meanwhile are missed (readers that
 /// must not miss an end poll as well).
 pub async fn follow_job_events(
+    queue: &Queue,
     redis_url: &str,
-    keys: &Keys,
     mut on_event: impl FnMut(&str, String) -> bool,
     shutdown: Shutdown,
 ) {
-    let prefix = keys.job_channel_prefix();
+    let prefix = queue.keys().job_channel_prefix();
     let channels = Channels::Pattern(format!("{prefix}*"));
     follow(
         redis_url,
+        &queue.config().tls,
         &channels,
         shutdown,
         |channel, payload| match channel.strip_prefix(prefix.as_str()) {
@@ -35,17 +36,18 @@ pub async fn follow_job_events(
     .await;
 }
 
-/// Calls `on_cancel(job_id)` for every cancel of a running job of the queue with `keys`, until
+/// Calls `on_cancel(job_id)` for every cancel of a running job of `queue`, until
 /// the shutdown starts: workers stop the job at once instead of at their next lease renewal
 /// (which still catches a cancel published while the subscription was down).
 pub async fn follow_cancels(
+    queue: &Queue,
     redis_url: &str,
-    keys: &Keys,
     mut on_cancel: impl FnMut(&str),
     shutdown: Shutdown,
 ) {
-    let channels = Channels::Exact(keys.cancel_channel());
-    follow(redis_url, &channels, shutdown, |_, job_id| {
+    let channels = Channels::Exact(queue.keys().cancel_channel());
+    let tls = &queue.config().tls;
+    follow(redis_url, tls, &channels, shutdown, |_, job_id| {
         on_cancel(&job_id);
         true
     })
@@ -61,6 +63,7 @@ enum Channels {
 /// or the shutdown starts, reconnecting a second after a drop.
 async fn follow(
     redis_url: &str,
+    tls: &RedisTls,
     channels: &Channels,
     shutdown: Shutdown,
     mut on_message: impl FnMut(&str, String) -> bool,
@@ -72,7 +75,7 @@ async fn follow(
     };
     while !shutdown.is_triggered() {
         let connected = async {
-            let client = redis::Client::open(url.as_str())?;
+            let client = super::conn::client(&url, tls)?;
             let mut pubsub = client.get_async_pubsub().await?;
             match channels {
                 Channels::Pattern(pattern) => pubsub.psubscribe(pattern).await?,

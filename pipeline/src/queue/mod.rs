@@ -33,6 +33,7 @@ use crate::job::{CorruptRecord, JobRecord, JobStatus, NewJob};
 use crate::text::hex;
 
 use conn::RedisConn;
+pub use conn::RedisTls;
 pub use consumer::{
     retry_delay, Completed, Consumer, Delivery, Lease, LeaseState, Outcome, Started,
 };
@@ -147,6 +148,8 @@ pub struct QueueConfig {
     pub events_max_len: u64,
     /// Longest any single Redis call may take.
     pub call_timeout: Duration,
+    /// TLS material for `rediss://` (default: the system's roots, no client certificate).
+    pub tls: RedisTls,
     /// Jobs of API keys take turns by key within a priority (off: first come, first served;
     /// for comparisons).
     pub fair_scheduling: bool,
@@ -164,6 +167,7 @@ impl Default for QueueConfig {
             events_max_len: 10_000,
             call_timeout: Duration::from_secs(5),
             fair_scheduling: true,
+            tls: RedisTls::default(),
         }
     }
 }
@@ -221,7 +225,7 @@ impl Queue {
     /// Connects, loads the scripts and creates the consumer group. Fails when Redis does not
     /// answer: a service should refuse to start rather than limp.
     pub async fn connect(url: &str, config: QueueConfig) -> Result<Queue> {
-        let redis = RedisConn::connect(url, config.call_timeout).await?;
+        let redis = RedisConn::connect(url, config.call_timeout, &config.tls).await?;
         let queue = Queue {
             keys: Keys::new(&config.name),
             redis,

@@ -37,7 +37,12 @@ impl Queue {
         consumer: &str,
         max_block: Duration,
     ) -> Result<WebhookFeed> {
-        let blocking = RedisConn::connect(redis_url, max_block + self.config.call_timeout).await?;
+        let blocking = RedisConn::connect(
+            redis_url,
+            max_block + self.config.call_timeout,
+            &self.config.tls,
+        )
+        .await?;
         self.ensure_group(&self.keys.webhooks(), WEBHOOK_GROUP)
             .await?;
         Ok(WebhookFeed {

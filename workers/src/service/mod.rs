@@ -476,7 +476,6 @@ async fn renew_leases(shared: Arc<Shared>, drained: Shutdown) {
 /// catches any this misses).
 async fn hear_cancels(shared: Arc<Shared>, drained: Shutdown) {
     let redis_url = shared.settings.redis_url.clone();
-    let keys = shared.queue.keys().clone();
     let on_cancel = |job_id: &str| {
         let in_hand = shared.in_hand.lock().expect("in-hand lock");
         if let Some(held) = in_hand.get(job_id) {
@@ -484,7 +483,7 @@ async fn hear_cancels(shared: Arc<Shared>, drained: Shutdown) {
             held.cancel.store(true, Ordering::Relaxed);
         }
     };
-    pipeline::queue::follow_cancels(&redis_url, &keys, on_cancel, drained).await;
+    pipeline::queue::follow_cancels(&shared.queue, &redis_url, on_cancel, drained).await;
 }
 
 async fn heartbeat(shared: Arc<Shared>, drained: Shutdown) {
