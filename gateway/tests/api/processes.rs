@@ -180,6 +180,23 @@ impl Cluster {
         wait_healthy(&self.http, &self.address).await;
     }
 
+    /// Another gateway process on the same Redis, queue and storage (as behind one load
+    /// balancer); returns it and its address.
+    pub(crate) async fn second_gateway(&self) -> (Process, String) {
+        let port = free_port();
+        let gateway = Cluster::spawn_gateway(
+            port,
+            &self.queue_name,
+            &self.storage,
+            &self.storage_args,
+            &self.redis,
+            &self.dir,
+        );
+        let address = format!("http://127.0.0.1:{port}");
+        wait_healthy(&self.http, &address).await;
+        (gateway, address)
+    }
+
     pub(crate) fn worker(&self, extra: &[&str]) -> Process {
         Process::spawn("worker", &self.worker_args(extra), self.dir.path(), &[])
     }
@@ -357,6 +374,61 @@ async fn two_workers_share_the_load_and_the_outputs_are_right() {
         "1600 px asked, never enlarged"
     );
     cluster.queue.purge().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_serve_one_queue_whichever_a_request_reaches() {
+    let cluster = Cluster::start().await;
+    let (_other, other) = cluster.second_gateway().await;
+    // Uploaded through the first gateway; followed, read and cancelled through the second.
+    let id = cluster.submit(corpus("jpeg/kodim05.jpg"), LIGHT).await;
+    let doomed = cluster.submit(corpus("jpeg/kodim06.jpg"), LIGHT).await;
+    let cancelled: Value = cluster
+        .http
+        .delete(format!("{other}/v1/jobs/{doomed}"))
+        .json_body()
+        .await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let events = cluster
+        .http
+        .get(format!("{other}/v1/jobs/{id}/events"))
+        .send()
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(crate::events::read_events(events, tx));
+    let first = rx.recv().await.expect("the job at once");
+    assert_eq!(first["status"], "queued", "{first}");
+    let _worker = cluster.worker(&[]);
+    let last = loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("events until the job ends")
+            .expect("the stream stays open until the job ends");
+        if event["status"] != "queued" && event["status"] != "running" {
+            break event;
+        }
+    };
+    assert_eq!(last["status"], "succeeded", "{last}");
+    // Output URLs name the gateway that answered; each gateway serves the bytes.
+    let url = last["outputs"][0]["url"].as_str().unwrap();
+    assert!(url.starts_with(&other), "{url}");
+    let bytes = cluster
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let path = url.trim_start_matches(&other);
+    let again = reqwest::get(format!("{}{path}", cluster.address))
+        .await
+        .unwrap();
+    assert_eq!(again.bytes().await.unwrap(), bytes);
+    assert!(image::load_from_memory(&bytes).is_ok());
+    assert_eq!(cluster.job(&doomed).await["status"], "cancelled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
