@@ -106,10 +106,8 @@ pub async fn cancel(job: VisibleJob) -> Result<HttpResponse, ApiError> {
 pub struct OutputQuery {
     /// which frame's output, for frame jobs
     frame: Option<u32>,
-    /// a signed URL's expiry (Unix seconds)
-    #[allow(dead_code)]
-    exp: Option<String>,
-    /// a signed URL's signature: with `exp`, the URL works without an API key
+    /// a signed URL's signature: with `exp` (checked from the raw query, with the rest), the
+    /// URL works without an API key
     sig: Option<String>,
 }
 

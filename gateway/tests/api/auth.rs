@@ -41,11 +41,7 @@ async fn keys_are_required_and_each_sees_only_its_own_jobs() {
     let response = app
         .submit_as(corpus("jpeg/kodim11.jpg"), Some(THUMB_SPEC), Some(ALICE))
         .await;
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = crate::helpers::accepted_id(response).await;
     let job_url = app.url(&format!("/v1/jobs/{id}"));
 
     let mine = app

@@ -15,6 +15,19 @@ async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
         .expect("open")
 }
 
+/// The `job` events of the SSE stream at `url`, as they come (the channel closes with the
+/// stream).
+pub(crate) async fn follow(
+    http: &reqwest::Client,
+    url: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let response = http.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(read_events(response, tx));
+    rx
+}
+
 /// Reads SSE `job` events from a response until it ends.
 pub(crate) async fn read_events(
     response: reqwest::Response,

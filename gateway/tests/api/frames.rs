@@ -182,11 +182,7 @@ async fn encoded_frames_make_a_sprite_sheet_and_a_webvtt_track() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = crate::helpers::accepted_id(response).await;
     let job = app.wait_for(&id, Duration::from_secs(30)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let outputs = job["outputs"].as_array().unwrap();

@@ -190,15 +190,7 @@ impl TestApp {
 
     /// Submits and returns the new job's id (asserting 202).
     pub async fn submit_ok(&self, image: Vec<u8>, spec: &str) -> String {
-        let response = self.submit(image, Some(spec)).await;
-        assert_eq!(
-            response.status(),
-            202,
-            "{}",
-            response.text().await.unwrap_or_default()
-        );
-        let body: Value = response.json().await.unwrap();
-        body["id"].as_str().unwrap().to_owned()
+        accepted_id(self.submit(image, Some(spec)).await).await
     }
 
     pub async fn job(&self, id: &str) -> Value {
@@ -249,6 +241,15 @@ impl TestApp {
         }
         self.queue.purge().await.ok();
     }
+}
+
+/// The id of the job a `202 Accepted` answer names (asserting the 202, with the body if not).
+pub async fn accepted_id(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 202, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("a JSON answer");
+    answer["id"].as_str().expect("an id").to_owned()
 }
 
 /// Asserts a response is an `application/problem+json` error with this status and code, and

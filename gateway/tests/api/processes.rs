@@ -169,21 +169,21 @@ impl Cluster {
     pub(crate) async fn restart_gateway(&mut self, signal: &str) {
         self.gateway.signal(signal);
         self.gateway.wait_exit(Duration::from_secs(30));
-        self.gateway = Cluster::spawn_gateway(
-            self.port,
-            &self.queue_name,
-            &self.storage,
-            &self.storage_args,
-            &self.redis,
-            &self.dir,
-        );
-        wait_healthy(&self.http, &self.address).await;
+        self.gateway = self.gateway_on(self.port).await;
     }
 
     /// Another gateway process on the same Redis, queue and storage (as behind one load
     /// balancer); returns it and its address.
     pub(crate) async fn second_gateway(&self) -> (Process, String) {
         let port = free_port();
+        (
+            self.gateway_on(port).await,
+            format!("http://127.0.0.1:{port}"),
+        )
+    }
+
+    /// A gateway process of this cluster on `port`, once it answers.
+    async fn gateway_on(&self, port: u16) -> Process {
         let gateway = Cluster::spawn_gateway(
             port,
             &self.queue_name,
@@ -192,9 +192,8 @@ impl Cluster {
             &self.redis,
             &self.dir,
         );
-        let address = format!("http://127.0.0.1:{port}");
-        wait_healthy(&self.http, &address).await;
-        (gateway, address)
+        wait_healthy(&self.http, &format!("http://127.0.0.1:{port}")).await;
+        gateway
     }
 
     pub(crate) fn worker(&self, extra: &[&str]) -> Process {
@@ -240,11 +239,7 @@ impl Cluster {
         )
         .await
         .unwrap();
-        assert_eq!(response.status(), 202);
-        response.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        crate::helpers::accepted_id(response).await
     }
 
     pub(crate) async fn job(&self, id: &str) -> Value {
@@ -389,14 +384,8 @@ async fn two_gateways_serve_one_queue_whichever_a_request_reaches() {
         .json_body()
         .await;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
-    let events = cluster
-        .http
-        .get(format!("{other}/v1/jobs/{id}/events"))
-        .send()
-        .await
-        .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(crate::events::read_events(events, tx));
+    let events = format!("{other}/v1/jobs/{id}/events");
+    let mut rx = crate::events::follow(&cluster.http, &events).await;
     let first = rx.recv().await.expect("the job at once");
     assert_eq!(first["status"], "queued", "{first}");
     let _worker = cluster.worker(&[]);
@@ -581,11 +570,7 @@ async fn the_embedded_mode_works_with_default_settings() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = crate::helpers::accepted_id(response).await;
     let started = Instant::now();
     let job = loop {
         let job: Value = http

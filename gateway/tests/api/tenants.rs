@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::Value;
 
-use crate::helpers::{problem, spawn_app, AppOptions, TestApp};
+use crate::helpers::{accepted_id, problem, spawn_app, AppOptions, TestApp};
 
 const KEY_A: &str = "tenant-a-key-0123456789";
 const KEY_B: &str = "tenant-b-key-0123456789";
@@ -19,11 +18,7 @@ async fn upload(app: &TestApp, key: &str, n: usize) -> Vec<String> {
             let response = app
                 .submit_as(fixtures::one_by_one_png(), Some(TINY), Some(key))
                 .await;
-            assert_eq!(response.status(), 202);
-            response.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            accepted_id(response).await
         })
         .buffer_unordered(8)
         .collect()

@@ -32,11 +32,7 @@ pub(crate) async fn presigned_round_trip(app: &crate::helpers::TestApp) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = crate::helpers::accepted_id(response).await;
     let job = app.wait_for(&id, Duration::from_secs(30)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["outputs"][0]["width"], 100);

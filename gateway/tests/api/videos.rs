@@ -549,14 +549,8 @@ async fn a_video_job_reports_progress_frame_by_frame() {
     let id = app
         .submit_ok(corpus("video/slideshow-h264-aac.mp4"), &spec)
         .await;
-    let response = app
-        .http
-        .get(app.url(&format!("/v1/jobs/{id}/events")))
-        .send()
-        .await
-        .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(crate::events::read_events(response, tx));
+    let events = app.url(&format!("/v1/jobs/{id}/events"));
+    let mut rx = crate::events::follow(&app.http, &events).await;
     let mut seen = Vec::new();
     let last = loop {
         let event = tokio::time::timeout(Duration::from_secs(60), rx.recv())

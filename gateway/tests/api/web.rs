@@ -71,11 +71,7 @@ async fn web_app(cors: Vec<String>) -> TestApp {
 /// Submits with the key and waits for the job to end; returns it.
 async fn run_with_key(app: &TestApp, file: Vec<u8>, spec: &str) -> Value {
     let response = app.submit_as(file, Some(spec), Some(KEY)).await;
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = crate::helpers::accepted_id(response).await;
     let started = Instant::now();
     loop {
         let job: Value = app
