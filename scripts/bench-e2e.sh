@@ -18,21 +18,10 @@ CONCURRENCY=${CONCURRENCY:-8}
 RATE=${RATE:-80}
 PREFETCH=${PREFETCH:-16}
 REDIS=${IMAGEPIPE_REDIS_URL:-redis://127.0.0.1:6379/0}
-TARGET=${CARGO_TARGET_DIR:-target}
-
-cargo build --release -q -p gateway -p workers
-BIN="$TARGET/release"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
 
 SPEC='{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 REDIS_PID=$(redis-cli -u "$REDIS" info server | tr -d '\r' | sed -n 's/^process_id://p')
 # Where the CPU goes: the load tool reports the CPU time per image of these processes.

@@ -46,6 +46,14 @@ pub struct ConnectionArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, env = "IMAGEPIPE_REDIS_CLIENT_KEY")]
     pub redis_client_key: Option<PathBuf>,
+    /// Answer an upload 202, and acknowledge a job's end, only once this many replicas hold it
+    /// (Redis `WAIT`): with 1, a failover of the primary loses no accepted job.
+    #[arg(long, env = "IMAGEPIPE_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+    /// How long `--redis-wait-replicas` waits for the replicas (then 503 for an upload, a
+    /// retry for a job's end).
+    #[arg(long, env = "IMAGEPIPE_REDIS_WAIT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub redis_wait_timeout: Duration,
     /// Names the Redis keys, so several deployments can share one Redis.
     #[arg(long, env = "IMAGEPIPE_QUEUE", default_value = "imagepipe")]
     pub queue: String,
@@ -73,6 +81,8 @@ impl ConnectionArgs {
     pub fn queue_config(&self, queue: &QueueArgs) -> QueueConfig {
         QueueConfig {
             tls: self.redis_tls(),
+            wait_replicas: self.redis_wait_replicas,
+            wait_timeout: self.redis_wait_timeout,
             ..queue.queue_config(&self.queue)
         }
     }

@@ -25,6 +25,7 @@ struct Inner {
     bytes_in: IntCounter,
     bytes_out: IntCounter,
     in_hand: IntGauge,
+    leases_lost: IntCounter,
 }
 
 impl Default for Metrics {
@@ -68,6 +69,11 @@ impl Metrics {
             "Jobs this worker holds right now",
         )
         .expect("metric");
+        let leases_lost = IntCounter::new(
+            "imagepipe_worker_leases_lost_total",
+            "Attempts stopped because another worker took their job over (fenced off)",
+        )
+        .expect("metric");
         for collector in [
             Box::new(jobs.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stages.clone()),
@@ -75,6 +81,7 @@ impl Metrics {
             Box::new(bytes_in.clone()),
             Box::new(bytes_out.clone()),
             Box::new(in_hand.clone()),
+            Box::new(leases_lost.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -87,6 +94,7 @@ impl Metrics {
                 bytes_in,
                 bytes_out,
                 in_hand,
+                leases_lost,
             }),
         }
     }
@@ -109,6 +117,10 @@ impl Metrics {
     pub fn bytes(&self, input: u64, output: u64) {
         self.inner.bytes_in.inc_by(input);
         self.inner.bytes_out.inc_by(output);
+    }
+
+    pub fn lease_lost(&self) {
+        self.inner.leases_lost.inc();
     }
 
     pub fn set_in_hand(&self, jobs: usize) {

@@ -34,18 +34,26 @@ impl Process {
         cwd: &std::path::Path,
         env: &[(&str, String)],
     ) -> Process {
+        // Set IMAGEPIPE_TEST_LOGS=DIR to keep each process's log there.
+        let log = std::env::var_os("IMAGEPIPE_TEST_LOGS")
+            .map(|dir| std::path::Path::new(&dir).join(format!("{name}-{}.log", unique("p"))));
+        Process::spawn_logged(name, args, cwd, env, log.as_deref())
+    }
+
+    /// Like [`Process::spawn`], with the process's log (stderr) written to `log`.
+    pub(crate) fn spawn_logged(
+        name: &str,
+        args: &[String],
+        cwd: &std::path::Path,
+        env: &[(&str, String)],
+        log: Option<&std::path::Path>,
+    ) -> Process {
         let mut command = Command::new(binary(name));
         command.args(args).current_dir(cwd).stdout(Stdio::null());
-        // Set IMAGEPIPE_TEST_LOGS=DIR to keep each process's log there.
-        match std::env::var_os("IMAGEPIPE_TEST_LOGS") {
-            Some(dir) => {
-                let log = std::path::Path::new(&dir).join(format!("{name}-{}.log", unique("p")));
-                command.stderr(std::fs::File::create(log).expect("log file"));
-            }
-            None => {
-                command.stderr(Stdio::null());
-            }
-        }
+        match log {
+            Some(log) => command.stderr(std::fs::File::create(log).expect("log file")),
+            None => command.stderr(Stdio::null()),
+        };
         for (key, value) in env {
             command.env(key, value);
         }
@@ -84,11 +92,8 @@ impl Drop for Process {
 
 /// A gateway process and the workers a test adds to it, on one queue and one storage.
 pub(crate) struct Cluster {
-    queue_name: String,
-    storage: String,
-    /// Storage flags beyond `--storage` (an S3 endpoint).
-    storage_args: Vec<String>,
-    redis: String,
+    /// The queue, storage and Redis flags every process of the cluster gets.
+    connection: Vec<String>,
     port: u16,
     pub(crate) dir: TempDir,
     pub(crate) address: String,
@@ -105,18 +110,36 @@ impl Cluster {
 
     /// On `redis`, with S3 storage at `s3 = (bucket URL, endpoint)` or a directory.
     pub(crate) async fn start_on(redis: String, s3: Option<(String, String)>) -> Cluster {
+        Cluster::start_with(redis, s3, &[]).await
+    }
+
+    /// Like [`Cluster::start_on`], every process also given `redis_args` (Redis flags such as
+    /// `--redis-wait-replicas 1`).
+    pub(crate) async fn start_with(
+        redis: String,
+        s3: Option<(String, String)>,
+        redis_args: &[&str],
+    ) -> Cluster {
         let dir = TempDir::new("imagepipe-cluster");
         let queue_name = unique("proc");
-        let (storage, storage_args) = match s3 {
-            Some((bucket, endpoint)) => (bucket, vec!["--s3-endpoint".to_owned(), endpoint]),
-            None => (
-                format!("file://{}", dir.path().join("objects").display()),
-                Vec::new(),
-            ),
+        let storage = match &s3 {
+            Some((bucket, _)) => bucket.clone(),
+            None => format!("file://{}", dir.path().join("objects").display()),
         };
+        let mut connection = vec![
+            "--queue".to_owned(),
+            queue_name.clone(),
+            "--storage".into(),
+            storage,
+            "--redis-url".into(),
+            redis.clone(),
+        ];
+        if let Some((_, endpoint)) = s3 {
+            connection.extend(["--s3-endpoint".to_owned(), endpoint]);
+        }
+        connection.extend(redis_args.iter().map(|a| a.to_string()));
         let port = free_port();
-        let gateway =
-            Cluster::spawn_gateway(port, &queue_name, &storage, &storage_args, &redis, &dir);
+        let gateway = Cluster::spawn_gateway(port, &connection, &dir);
         let address = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         wait_healthy(&http, &address).await;
@@ -130,10 +153,7 @@ impl Cluster {
         .await
         .unwrap();
         Cluster {
-            queue_name,
-            storage,
-            storage_args,
-            redis,
+            connection,
             port,
             dir,
             address,
@@ -143,25 +163,9 @@ impl Cluster {
         }
     }
 
-    fn spawn_gateway(
-        port: u16,
-        queue: &str,
-        storage: &str,
-        storage_args: &[String],
-        redis: &str,
-        dir: &TempDir,
-    ) -> Process {
-        let mut args = vec![
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--queue".into(),
-            queue.to_owned(),
-            "--storage".into(),
-            storage.to_owned(),
-            "--redis-url".into(),
-            redis.to_owned(),
-        ];
-        args.extend(storage_args.iter().cloned());
+    fn spawn_gateway(port: u16, connection: &[String], dir: &TempDir) -> Process {
+        let mut args = vec!["--listen".into(), format!("127.0.0.1:{port}")];
+        args.extend(connection.iter().cloned());
         Process::spawn("gateway", &args, dir.path(), &[])
     }
 
@@ -184,14 +188,7 @@ impl Cluster {
 
     /// A gateway process of this cluster on `port`, once it answers.
     async fn gateway_on(&self, port: u16) -> Process {
-        let gateway = Cluster::spawn_gateway(
-            port,
-            &self.queue_name,
-            &self.storage,
-            &self.storage_args,
-            &self.redis,
-            &self.dir,
-        );
+        let gateway = Cluster::spawn_gateway(port, &self.connection, &self.dir);
         wait_healthy(&self.http, &format!("http://127.0.0.1:{port}")).await;
         gateway
     }
@@ -202,16 +199,7 @@ impl Cluster {
 
     /// The queue, storage and Redis flags of this cluster.
     pub(crate) fn connection_args(&self) -> Vec<String> {
-        let mut args = vec![
-            "--queue".to_owned(),
-            self.queue_name.clone(),
-            "--storage".into(),
-            self.storage.clone(),
-            "--redis-url".into(),
-            self.redis.clone(),
-        ];
-        args.extend(self.storage_args.iter().cloned());
-        args
+        self.connection.clone()
     }
 
     /// The flags a worker of this cluster runs with.
@@ -240,6 +228,12 @@ impl Cluster {
         .await
         .unwrap();
         crate::helpers::accepted_id(response).await
+    }
+
+    /// The body of a GET of `url` (an output).
+    pub(crate) async fn bytes(&self, url: &str) -> bytes::Bytes {
+        let response = self.http.get(url).send().await.unwrap();
+        response.bytes().await.unwrap()
     }
 
     pub(crate) async fn job(&self, id: &str) -> Value {
@@ -354,15 +348,7 @@ async fn two_workers_share_the_load_and_the_outputs_are_right() {
     }
     assert_eq!(workers.len(), 2, "both workers ran jobs");
     let url = jobs[0]["outputs"][0]["url"].as_str().unwrap();
-    let bytes = cluster
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = cluster.bytes(url).await;
     assert_eq!(
         image::load_from_memory(&bytes).unwrap().width(),
         768,
@@ -402,15 +388,7 @@ async fn two_gateways_serve_one_queue_whichever_a_request_reaches() {
     // Output URLs name the gateway that answered; each gateway serves the bytes.
     let url = last["outputs"][0]["url"].as_str().unwrap();
     assert!(url.starts_with(&other), "{url}");
-    let bytes = cluster
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = cluster.bytes(url).await;
     let path = url.trim_start_matches(&other);
     let again = reqwest::get(format!("{}{path}", cluster.address))
         .await

@@ -3,16 +3,20 @@
 //! process.
 //!
 //! URLs: `redis://[:password@]host:port/db` (and `rediss://`) for one server;
-//! `redis+cluster://host:port,host:port` for Redis Cluster (every queue key carries the
-//! queue's hash tag, so multi-key scripts stay on one slot).
+//! `redis+sentinel://[user:password@]host:port,…/MASTER[/DB]` for a primary Sentinel names (asked
+//! again whenever a call fails, so a failover is followed); `redis+cluster://host:port,…` (and
+//! `rediss+…`) for Redis Cluster (every queue key carries the queue's hash tag, so multi-key
+//! scripts stay on one slot).
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, Value};
 
 use super::QueueError;
@@ -32,6 +36,11 @@ pub(crate) fn client(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::Cli
     if tls == &RedisTls::default() {
         return redis::Client::open(url);
     }
+    redis::Client::build_with_tls(url, certificates(tls)?)
+}
+
+/// The TLS files, read now (so a renewed certificate is used by the next connection).
+fn certificates(tls: &RedisTls) -> redis::RedisResult<redis::TlsCertificates> {
     let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|e| {
             redis::RedisError::from((
@@ -55,16 +64,13 @@ pub(crate) fn client(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::Cli
         }
     };
     let root_cert = tls.ca.as_ref().map(read).transpose()?;
-    redis::Client::build_with_tls(
-        url,
-        redis::TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
+    Ok(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    })
 }
 
-/// A cloneable handle on Redis (one server or a cluster).
+/// A cloneable handle on Redis (one server, a Sentinel-managed primary, or a cluster).
 #[derive(Clone)]
 pub struct RedisConn {
     inner: Backend,
@@ -76,6 +82,14 @@ pub struct RedisConn {
 enum Backend {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelPrimary>),
+}
+
+/// One connection to talk over: what a call uses for its whole length.
+#[derive(Clone)]
+enum Handle {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -83,6 +97,7 @@ impl std::fmt::Debug for RedisConn {
         let kind = match self.inner {
             Backend::Single(_) => "single",
             Backend::Cluster(_) => "cluster",
+            Backend::Sentinel(_) => "sentinel",
         };
         f.debug_struct("RedisConn")
             .field("kind", &kind)
@@ -100,33 +115,23 @@ impl RedisConn {
         tls: &RedisTls,
     ) -> Result<RedisConn, QueueError> {
         let bad_url = |e: redis::RedisError| QueueError::BadUrl(format!("{url}: {e}"));
-        let inner = if let Some(nodes) = url.strip_prefix("redis+cluster://") {
-            let nodes: Vec<String> = nodes
-                .trim_end_matches('/')
-                .split(',')
-                .map(|node| format!("redis://{node}"))
-                .collect();
-            let client = ClusterClient::builder(nodes)
+        let inner = if let Some(sentinels) = SentinelUrl::parse(url) {
+            let sentinels = sentinels.map_err(|e| QueueError::BadUrl(format!("{url}: {e}")))?;
+            Backend::Sentinel(Arc::new(
+                SentinelPrimary::connect(sentinels, tls.clone(), call_timeout).await?,
+            ))
+        } else if let Some(nodes) = cluster_nodes(url) {
+            let mut builder = ClusterClient::builder(nodes)
                 .connection_timeout(Duration::from_secs(5))
-                .response_timeout(call_timeout)
-                .build()
-                .map_err(bad_url)?;
+                .response_timeout(call_timeout);
+            if url.starts_with("rediss+cluster://") {
+                builder = builder.certs(certificates(tls).map_err(bad_url)?);
+            }
+            let client = builder.build().map_err(bad_url)?;
             let connection = with_timeout(call_timeout, client.get_async_connection()).await?;
             Backend::Cluster(connection)
         } else {
-            let client = client(url, tls).map_err(bad_url)?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(5)))
-                .set_response_timeout(Some(call_timeout))
-                .set_min_delay(Duration::from_millis(50))
-                .set_max_delay(Duration::from_secs(2))
-                .set_number_of_retries(4);
-            let manager = with_timeout(
-                call_timeout,
-                ConnectionManager::new_with_config(client, config),
-            )
-            .await?;
-            Backend::Single(manager)
+            Backend::Single(manager(url, tls, call_timeout).await?)
         };
         let conn = RedisConn {
             inner,
@@ -136,14 +141,84 @@ impl RedisConn {
         Ok(conn)
     }
 
+    /// The connection a call goes over now (a Sentinel-managed primary's changes on failover).
+    fn handle(&self) -> Handle {
+        match &self.inner {
+            Backend::Single(c) => Handle::Single(c.clone()),
+            Backend::Cluster(c) => Handle::Cluster(c.clone()),
+            Backend::Sentinel(s) => Handle::Single(s.manager()),
+        }
+    }
+
+    /// After a failed call: with Sentinel, a connection error or a READONLY answer may mean the
+    /// primary moved, so ask the sentinels where it is now.
+    async fn after<T>(&self, result: Result<T, QueueError>) -> Result<T, QueueError> {
+        if let (Backend::Sentinel(sentinel), Err(e)) = (&self.inner, &result) {
+            if e.is_unavailable() {
+                sentinel.rediscover().await;
+            }
+        }
+        result
+    }
+
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, QueueError> {
-        let mut conn = self.clone();
-        with_timeout(self.call_timeout, cmd.query_async(&mut conn)).await
+        let mut conn = self.handle();
+        let result = with_timeout(self.call_timeout, cmd.query_async(&mut conn)).await;
+        self.after(result).await
     }
 
     pub async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, QueueError> {
-        let mut conn = self.clone();
-        with_timeout(self.call_timeout, pipe.query_async(&mut conn)).await
+        let mut conn = self.handle();
+        let result = with_timeout(self.call_timeout, pipe.query_async(&mut conn)).await;
+        self.after(result).await
+    }
+
+    /// Loads a script into the server's script cache.
+    pub async fn load_script(&self, script: &redis::Script) -> Result<(), QueueError> {
+        let mut conn = self.handle();
+        let load = script.prepare_invoke();
+        let result = with_timeout(self.call_timeout, load.load_async(&mut conn)).await;
+        self.after(result.map(drop)).await
+    }
+
+    /// Redis `WAIT`: succeeds once `replicas` replicas hold this connection's writes so far,
+    /// else [`QueueError::NotReplicated`] after `limit`. On a cluster it goes to the primary of
+    /// `route_key`'s slot (where the queue's writes went), over the same connection as those
+    /// writes. With Sentinel it waits for every replica the sentinels call healthy (at least
+    /// `replicas`): while a promoted replica has left the old primary, another replica may still
+    /// confirm writes there that the failover then discards; all of them never can.
+    pub async fn wait(
+        &self,
+        route_key: &str,
+        replicas: u32,
+        limit: Duration,
+    ) -> Result<(), QueueError> {
+        let wanted = match &self.inner {
+            Backend::Sentinel(sentinel) => replicas.max(sentinel.healthy_replicas().await),
+            _ => replicas,
+        };
+        let mut cmd = redis::cmd("WAIT");
+        let bound = limit + self.call_timeout;
+        cmd.arg(wanted).arg(limit.as_millis() as u64);
+        let acked: Result<i64, QueueError> = match self.handle() {
+            Handle::Single(mut c) => with_timeout(bound, cmd.query_async(&mut c)).await,
+            Handle::Cluster(mut c) => {
+                let route = Route::with_key(route_key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                match with_timeout(bound, c.route_command(cmd, routing)).await {
+                    Ok(reply) => redis::from_redis_value(reply)
+                        .map_err(|e| QueueError::Refused(format!("WAIT answered oddly: {e}"))),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let acked = u32::try_from(self.after(acked).await?).unwrap_or(0);
+        if acked < wanted {
+            return self
+                .after(Err(QueueError::NotReplicated { acked, wanted }))
+                .await;
+        }
+        Ok(())
     }
 
     /// Runs a script (EVALSHA, loading it when the server does not know it yet).
@@ -151,8 +226,266 @@ impl RedisConn {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, QueueError> {
-        let mut conn = self.clone();
-        with_timeout(self.call_timeout, invocation.invoke_async(&mut conn)).await
+        let mut conn = self.handle();
+        let result = with_timeout(self.call_timeout, invocation.invoke_async(&mut conn)).await;
+        self.after(result).await
+    }
+}
+
+/// A connection manager for one server (it reconnects by itself, with backoff).
+async fn manager(
+    url: &str,
+    tls: &RedisTls,
+    call_timeout: Duration,
+) -> Result<ConnectionManager, QueueError> {
+    let client = client(url, tls).map_err(|e| QueueError::BadUrl(format!("{url}: {e}")))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(call_timeout))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(2))
+        .set_number_of_retries(4);
+    with_timeout(
+        call_timeout,
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
+}
+
+/// The node URLs of `redis+cluster://a:p,b:p` (`rediss://` nodes for `rediss+cluster://`).
+pub(crate) fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    let (scheme, nodes) = if let Some(nodes) = url.strip_prefix("redis+cluster://") {
+        ("redis", nodes)
+    } else {
+        ("rediss", url.strip_prefix("rediss+cluster://")?)
+    };
+    Some(
+        nodes
+            .trim_end_matches('/')
+            .split(',')
+            .map(|node| format!("{scheme}://{node}"))
+            .collect(),
+    )
+}
+
+/// Where a subscriber connects for its `attempt`-th try: the primary Sentinel names now; on a
+/// cluster, each seed node in turn (published messages reach every node, and a dead node must
+/// not hold a subscriber up); otherwise the URL itself.
+pub(crate) async fn subscriber_url(
+    url: &str,
+    tls: &RedisTls,
+    attempt: usize,
+) -> redis::RedisResult<String> {
+    if let Some(sentinels) = SentinelUrl::parse(url) {
+        let sentinels = sentinels.map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad url", e))
+        })?;
+        return sentinels.discover(tls).await;
+    }
+    if let Some(nodes) = cluster_nodes(url) {
+        return Ok(nodes[attempt % nodes.len()].clone());
+    }
+    Ok(url.to_owned())
+}
+
+/// The primary a set of sentinels names, re-asked when calls fail (a failover).
+struct SentinelPrimary {
+    sentinels: SentinelUrl,
+    tls: RedisTls,
+    call_timeout: Duration,
+    /// The primary's URL and a connection to it.
+    current: std::sync::RwLock<(String, ConnectionManager)>,
+    /// When the sentinels were last asked (asked at most every 250 ms).
+    asked: tokio::sync::Mutex<Instant>,
+    /// How many replicas the sentinels last called healthy, and when they were asked.
+    replicas: tokio::sync::Mutex<(u32, Option<Instant>)>,
+}
+
+impl SentinelPrimary {
+    async fn connect(
+        sentinels: SentinelUrl,
+        tls: RedisTls,
+        call_timeout: Duration,
+    ) -> Result<SentinelPrimary, QueueError> {
+        let url = sentinels.discover(&tls).await?;
+        let connection = manager(&url, &tls, call_timeout).await?;
+        Ok(SentinelPrimary {
+            sentinels,
+            tls,
+            call_timeout,
+            current: std::sync::RwLock::new((url, connection)),
+            asked: tokio::sync::Mutex::new(Instant::now()),
+            replicas: tokio::sync::Mutex::new((0, None)),
+        })
+    }
+
+    /// The replicas the sentinels call healthy, asked at most once a second (the last count
+    /// stands while no sentinel answers).
+    async fn healthy_replicas(&self) -> u32 {
+        let mut known = self.replicas.lock().await;
+        if known
+            .1
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            match self.sentinels.healthy_replicas(&self.tls).await {
+                Ok(count) => *known = (count, Some(Instant::now())),
+                Err(e) => tracing::warn!(error = %e, "cannot count the replicas"),
+            }
+        }
+        known.0
+    }
+
+    fn manager(&self) -> ConnectionManager {
+        self.current.read().expect("sentinel lock").1.clone()
+    }
+
+    async fn rediscover(&self) {
+        let mut asked = self.asked.lock().await;
+        if asked.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        *asked = Instant::now();
+        let url = match self.sentinels.discover(&self.tls).await {
+            Ok(url) => url,
+            Err(e) => return tracing::warn!(error = %e, "no sentinel names a primary"),
+        };
+        if self.current.read().expect("sentinel lock").0 == url {
+            return;
+        }
+        match manager(&url, &self.tls, self.call_timeout).await {
+            Ok(connection) => {
+                tracing::warn!(primary = %redacted(&url), "the Redis primary moved; now using it");
+                *self.current.write().expect("sentinel lock") = (url, connection);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect to the new Redis primary yet"),
+        }
+    }
+}
+
+/// `redis+sentinel://[user:password@]host:port[,host:port…]/MASTER_NAME[/DB]` (and
+/// `rediss+sentinel://`, TLS to the sentinels and the data nodes alike).
+#[derive(Debug, Clone)]
+struct SentinelUrl {
+    tls: bool,
+    /// `user:password@` for the data nodes, or empty.
+    credentials: String,
+    sentinels: Vec<String>,
+    master: String,
+    db: u32,
+}
+
+impl SentinelUrl {
+    /// `None` when `url` is not a Sentinel URL.
+    fn parse(url: &str) -> Option<Result<SentinelUrl, String>> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            (false, rest)
+        } else {
+            (true, url.strip_prefix("rediss+sentinel://")?)
+        };
+        Some((|| {
+            let (credentials, rest) = match rest.rsplit_once('@') {
+                Some((credentials, rest)) => (format!("{credentials}@"), rest),
+                None => (String::new(), rest),
+            };
+            let mut parts = rest.split('/');
+            let hosts = parts.next().unwrap_or_default();
+            let master = parts.next().filter(|m| !m.is_empty());
+            let master = master.ok_or("the URL names no master (…/MASTER_NAME[/DB])")?;
+            let db = match parts.next().filter(|d| !d.is_empty()) {
+                Some(db) => db
+                    .parse()
+                    .map_err(|_| format!("bad database number {db:?}"))?,
+                None => 0,
+            };
+            let sentinels: Vec<String> = hosts
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if sentinels.is_empty() || parts.next().is_some() {
+                return Err("expected host:port[,host:port…]/MASTER_NAME[/DB]".to_owned());
+            }
+            Ok(SentinelUrl {
+                tls,
+                credentials,
+                sentinels,
+                master: master.to_owned(),
+                db,
+            })
+        })())
+    }
+
+    /// The replicas of the master the first sentinel that answers calls healthy (not down, not
+    /// disconnected).
+    async fn healthy_replicas(&self, tls: &RedisTls) -> redis::RedisResult<u32> {
+        let replicas: Vec<Vec<String>> = self
+            .ask(
+                tls,
+                redis::cmd("SENTINEL").arg("replicas").arg(&self.master),
+            )
+            .await?;
+        let healthy = replicas.iter().filter(|fields| {
+            let flags = fields
+                .chunks_exact(2)
+                .find(|kv| kv[0] == "flags")
+                .map_or("", |kv| kv[1].as_str());
+            !flags
+                .split(',')
+                .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
+        });
+        Ok(healthy.count() as u32)
+    }
+
+    /// `cmd`'s answer from the first sentinel that gives one within 2 s.
+    async fn ask<T: FromRedisValue>(&self, tls: &RedisTls, cmd: &Cmd) -> redis::RedisResult<T> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let mut last = String::new();
+        for sentinel in &self.sentinels {
+            let asked = async {
+                let client = client(&format!("{scheme}://{sentinel}"), tls)?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                cmd.query_async::<T>(&mut conn).await
+            };
+            match tokio::time::timeout(Duration::from_secs(2), asked).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(e)) => last = format!("{sentinel}: {e}"),
+                Err(_) => last = format!("{sentinel}: no answer within 2 s"),
+            }
+        }
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "no sentinel answered",
+            last,
+        )))
+    }
+
+    /// The URL of the primary the first sentinel that answers names.
+    async fn discover(&self, tls: &RedisTls) -> redis::RedisResult<String> {
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg("get-master-addr-by-name").arg(&self.master);
+        let Some((host, port)) = self.ask::<Option<(String, u16)>>(tls, &cmd).await? else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "the sentinels know no such master",
+                self.master.clone(),
+            )));
+        };
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let (credentials, db) = (&self.credentials, self.db);
+        Ok(format!("{scheme}://{credentials}{host}:{port}/{db}"))
+    }
+}
+
+/// A URL without its password, for logs.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_owned(),
     }
 }
 
@@ -166,11 +499,11 @@ async fn with_timeout<T>(
     }
 }
 
-impl ConnectionLike for RedisConn {
+impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match &mut self.inner {
-            Backend::Single(c) => c.req_packed_command(cmd),
-            Backend::Cluster(c) => c.req_packed_command(cmd),
+        match self {
+            Handle::Single(c) => c.req_packed_command(cmd),
+            Handle::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -180,16 +513,16 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match &mut self.inner {
-            Backend::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Backend::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        match self {
+            Handle::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Handle::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
-        match &self.inner {
-            Backend::Single(c) => c.get_db(),
-            Backend::Cluster(c) => c.get_db(),
+        match self {
+            Handle::Single(c) => c.get_db(),
+            Handle::Cluster(c) => c.get_db(),
         }
     }
 }

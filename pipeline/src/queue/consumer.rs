@@ -31,6 +31,9 @@ pub struct Lease {
     pub job_id: String,
     /// This attempt's number, from 1.
     pub attempt: u32,
+    /// The lease token this hand-over got (see API.md, "Fencing"): what this worker may change
+    /// of the job is checked against it, so a worker that lost the job changes nothing.
+    pub token: u64,
     /// The job asks for a webhook when it ends.
     pub webhook: bool,
 }
@@ -82,6 +85,8 @@ pub enum Completed {
     Stale,
     /// The job record no longer exists.
     Gone,
+    /// Another worker holds the job now (this one lost its lease): nothing was changed.
+    Fenced,
 }
 
 /// One worker process's consumer: a unique name in the group, and its own connection for
@@ -257,18 +262,20 @@ impl Consumer {
                     .chunks_exact(2)
                     .map(|kv| (kv[0].clone(), kv[1].clone()))
                     .collect();
-                match JobRecord::from_fields(&d.job_id, &fields)? {
-                    Some(record) => Ok(Started::Run(
+                let token = fields.get("lease").and_then(|t| t.parse().ok());
+                match (JobRecord::from_fields(&d.job_id, &fields)?, token) {
+                    (Some(record), Some(token)) => Ok(Started::Run(
                         Lease {
                             stream: d.stream,
                             entry: d.entry.clone(),
                             job_id: d.job_id.clone(),
                             attempt: record.attempts,
+                            token,
                             webhook: record.spec.webhook.is_some(),
                         },
                         Box::new(record),
                     )),
-                    None => Ok(Started::Dropped {
+                    _ => Ok(Started::Dropped {
                         job_id: d.job_id.clone(),
                         reason: "gone".into(),
                     }),
@@ -291,7 +298,10 @@ impl Consumer {
         }
         invocation.arg(GROUP).arg(&self.name);
         for lease in leases {
-            invocation.arg(lease.stream).arg(&lease.entry);
+            invocation
+                .arg(lease.stream)
+                .arg(&lease.entry)
+                .arg(lease.token);
         }
         let states: Vec<i64> = self.queue.redis.script(&invocation).await?;
         Ok(states
@@ -328,13 +338,15 @@ impl Consumer {
             invocation
                 .arg(lease.stream)
                 .arg(&lease.entry)
-                .arg(&lease.job_id);
+                .arg(&lease.job_id)
+                .arg(lease.token);
         }
         self.queue.redis.script(&invocation).await
     }
 
-    /// Records a running job's progress (0–100) and tells its subscribers.
-    pub async fn progress(&self, lease: &Lease, percent: u8) -> Result<()> {
+    /// Records a running job's progress (0–100) and tells its subscribers. `Ok(false)`: the
+    /// lease is lost (another worker holds the job), and nothing was recorded.
+    pub async fn progress(&self, lease: &Lease, percent: u8) -> Result<bool> {
         let keys = &self.queue.keys;
         let event = serde_json::json!({
             "id": lease.job_id,
@@ -343,20 +355,20 @@ impl Consumer {
             "attempts": lease.attempt,
             "ts": crate::job::now_ms(),
         });
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(keys.job(&lease.job_id))
-            .arg("progress")
+        let mut invocation = scripts::PROGRESS.prepare_invoke();
+        invocation
+            .key(keys.job(&lease.job_id))
+            .arg(lease.token)
+            .arg(&self.name)
             .arg(percent)
-            .ignore()
-            .cmd("PUBLISH")
             .arg(keys.job_channel(&lease.job_id))
-            .arg(event.to_string())
-            .ignore();
-        self.queue.redis.pipeline(&pipe).await
+            .arg(event.to_string());
+        let held: i64 = self.queue.redis.script(&invocation).await?;
+        Ok(held == 1)
     }
 
-    /// Records how attempts ended and acknowledges their entries, in one round trip. Retries
+    /// Records how attempts ended and acknowledges their entries, in one round trip (and with
+    /// `wait_replicas`, waits until the replicas hold it). Retries
     /// get an exponential backoff with jitter; transient failures out of attempts go to the
     /// dead-letter list.
     pub async fn complete(&self, done: &[(Lease, Outcome)]) -> Result<Vec<Completed>> {
@@ -386,6 +398,7 @@ impl Consumer {
             config.events_max_len.to_string(),
             keys.job_channel_prefix(),
             (config.result_ttl.as_millis() as u64).to_string(),
+            self.name.clone(),
         ];
         for (lease, outcome) in done {
             let plan = self.outcome_plan(lease, outcome);
@@ -393,6 +406,7 @@ impl Consumer {
                 lease.stream.to_string(),
                 lease.entry.clone(),
                 lease.job_id.clone(),
+                lease.token.to_string(),
                 plan.kind.to_owned(),
                 plan.delay_ms.to_string(),
                 format!("{}:{}", lease.stream, lease.job_id),
@@ -408,11 +422,14 @@ impl Consumer {
         let mut pipe = redis::pipe();
         evalsha(&mut pipe, &scripts::COMPLETE, &(script_keys, args));
         let (results,): (Vec<String>,) = self.queue.run_pipelined_scripts(&pipe).await?;
+        // Not replicated in time: the caller calls again (a written end then reads as stale).
+        self.queue.replicate().await?;
         Ok(results
             .iter()
             .map(|r| match r.as_str() {
                 "written" => Completed::Written,
                 "stale" => Completed::Stale,
+                "fenced" => Completed::Fenced,
                 _ => Completed::Gone,
             })
             .collect())

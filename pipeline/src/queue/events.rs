@@ -68,13 +68,12 @@ async fn follow(
     shutdown: Shutdown,
     mut on_message: impl FnMut(&str, String) -> bool,
 ) {
-    // Pub/sub goes to one node: on a cluster, published messages reach every node.
-    let url = match redis_url.strip_prefix("redis+cluster://") {
-        Some(nodes) => format!("redis://{}", nodes.split(',').next().unwrap_or("")),
-        None => redis_url.to_owned(),
-    };
+    let mut attempt = 0;
     while !shutdown.is_triggered() {
+        attempt += 1;
         let connected = async {
+            // Sentinel: the primary now; cluster: the next seed node (see `subscriber_url`).
+            let url = super::conn::subscriber_url(redis_url, tls, attempt).await?;
             let client = super::conn::client(&url, tls)?;
             let mut pubsub = client.get_async_pubsub().await?;
             match channels {

@@ -66,6 +66,10 @@ pub enum QueueError {
     /// Creating a consumer group that exists already.
     #[error("the consumer group exists: {0}")]
     GroupExists(String),
+    /// A write reached the primary but not `wanted` replicas within the wait timeout: a
+    /// failover now could lose it, so it does not count yet.
+    #[error("only {acked} of {wanted} redis replicas confirmed a write in time")]
+    NotReplicated { acked: u32, wanted: u32 },
 }
 
 impl QueueError {
@@ -75,7 +79,8 @@ impl QueueError {
             QueueError::Unavailable(_)
             | QueueError::Timeout(_)
             | QueueError::MissingGroup(_)
-            | QueueError::MissingScript(_) => Disposition::Retry,
+            | QueueError::MissingScript(_)
+            | QueueError::NotReplicated { .. } => Disposition::Retry,
             QueueError::Refused(_)
             | QueueError::BadUrl(_)
             | QueueError::Corrupt(_)
@@ -92,20 +97,25 @@ impl QueueError {
 
     /// Whether the error means Redis cannot be reached right now (503 material).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, QueueError::Unavailable(_) | QueueError::Timeout(_))
+        matches!(
+            self,
+            QueueError::Unavailable(_) | QueueError::Timeout(_) | QueueError::NotReplicated { .. }
+        )
     }
 }
 
 impl From<redis::RedisError> for QueueError {
     fn from(e: redis::RedisError) -> Self {
         // Server states that pass: loading the AOF, a failover, a cluster resharding.
-        const TRANSIENT: [&str; 6] = [
+        // UNBLOCKED: a blocked read cut short because the primary became a replica.
+        const TRANSIENT: [&str; 7] = [
             "LOADING",
             "READONLY",
             "MASTERDOWN",
             "TRYAGAIN",
             "CLUSTERDOWN",
             "BUSY",
+            "UNBLOCKED",
         ];
         match e.code() {
             Some("NOGROUP") => return QueueError::MissingGroup(e.to_string()),
@@ -153,6 +163,11 @@ pub struct QueueConfig {
     /// Jobs of API keys take turns by key within a priority (off: first come, first served;
     /// for comparisons).
     pub fair_scheduling: bool,
+    /// Replicas that must hold an enqueue or a job's end before it counts (Redis `WAIT`; 0:
+    /// none, the primary's word is enough).
+    pub wait_replicas: u32,
+    /// How long to wait for them before the write counts as failed ([`QueueError::NotReplicated`]).
+    pub wait_timeout: Duration,
 }
 
 impl Default for QueueConfig {
@@ -168,6 +183,8 @@ impl Default for QueueConfig {
             call_timeout: Duration::from_secs(5),
             fair_scheduling: true,
             tls: RedisTls::default(),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -377,7 +394,20 @@ impl Queue {
             }
         }
         let created: Vec<i64> = self.redis.script(&invocation).await?;
+        self.replicate().await?;
         Ok(created.into_iter().map(|c| c == 1).collect())
+    }
+
+    /// With `wait_replicas` set: waits until that many replicas hold this connection's writes so
+    /// far (Redis `WAIT`), so the write just made survives a failover of the primary.
+    pub(crate) async fn replicate(&self) -> Result<()> {
+        let wanted = self.config.wait_replicas;
+        if wanted == 0 {
+            return Ok(());
+        }
+        self.redis
+            .wait(self.keys.prefix(), wanted, self.config.wait_timeout)
+            .await
     }
 
     /// Runs a pipeline of EVALSHA calls, loading the scripts first when Redis forgot them
@@ -397,11 +427,7 @@ impl Queue {
 
     async fn load_scripts(&self) -> Result<()> {
         for script in scripts::all() {
-            let mut conn = self.redis.clone();
-            let load = script.prepare_invoke();
-            tokio::time::timeout(self.config.call_timeout, load.load_async(&mut conn))
-                .await
-                .map_err(|_| QueueError::Timeout(self.config.call_timeout))??;
+            self.redis.load_script(script).await?;
         }
         Ok(())
     }

@@ -30,6 +30,10 @@ pub static START: LazyLock<Script> = LazyLock::new(|| with_helpers(include_str!(
 /// Renews leases this consumer still owns and reports cancel requests. See `lua/renew.lua`.
 pub static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
 
+/// Records a running job's progress under its lease token. See `lua/progress.lua`.
+pub static PROGRESS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/progress.lua")));
+
 /// Records how attempts ended and acknowledges their entries. See `lua/complete.lua`.
 pub static COMPLETE: LazyLock<Script> =
     LazyLock::new(|| with_helpers(include_str!("lua/complete.lua")));
@@ -68,12 +72,13 @@ pub static CLAIM_TICKET: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_ticket.lua")));
 
 /// Every script, to load them up front (pipelined calls use EVALSHA).
-pub fn all() -> [&'static Script; 13] {
+pub fn all() -> [&'static Script; 14] {
     [
         &ENQUEUE,
         &FETCH,
         &START,
         &RENEW,
+        &PROGRESS,
         &COMPLETE,
         &TRIM,
         &DEPTH,

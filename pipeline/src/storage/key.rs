@@ -41,16 +41,20 @@ impl ObjectKey {
         ObjectKey::parse(&format!("originals/{job_id}/{index}"))
     }
 
-    /// An output: `outputs/{job}/{name}.{ext}`, or `outputs/{job}/{name}/{frame}.{ext}`.
+    /// An output of one attempt (`attempt`: its lease token and worker, e.g. `2-5f3a09c1`):
+    /// `outputs/{job}/{attempt}/{name}.{ext}`, or `outputs/{job}/{attempt}/{name}/{frame}.{ext}`.
+    /// Each attempt writes its own objects, so a worker that lost its lease never replaces the
+    /// outputs the job's record links.
     pub fn output(
         job_id: &str,
+        attempt: &str,
         name: &str,
         frame: Option<u32>,
         extension: &str,
     ) -> Result<ObjectKey, InvalidKey> {
         ObjectKey::parse(&match frame {
-            Some(frame) => format!("outputs/{job_id}/{name}/{frame}.{extension}"),
-            None => format!("outputs/{job_id}/{name}.{extension}"),
+            Some(frame) => format!("outputs/{job_id}/{attempt}/{name}/{frame}.{extension}"),
+            None => format!("outputs/{job_id}/{attempt}/{name}.{extension}"),
         })
     }
 
@@ -120,15 +124,15 @@ mod tests {
         ] {
             assert!(ObjectKey::parse(good).is_ok(), "{good}");
         }
-        assert!(ObjectKey::output("id", "../../etc", None, "jpg").is_err());
+        assert!(ObjectKey::output("id", "1-a", "../../etc", None, "jpg").is_err());
         assert_eq!(
-            ObjectKey::output("id", "thumb", Some(3), "webp")
+            ObjectKey::output("id", "2-a", "thumb", Some(3), "webp")
                 .unwrap()
                 .as_str(),
-            "outputs/id/thumb/3.webp"
+            "outputs/id/2-a/thumb/3.webp"
         );
         assert_eq!(
-            ObjectKey::output("id", "t", None, "jpg")
+            ObjectKey::output("id", "1-a", "t", None, "jpg")
                 .unwrap()
                 .content_type(),
             "image/jpeg"

@@ -58,8 +58,26 @@ pub fn redis_url() -> String {
     std::env::var("IMAGEPIPE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }
 
+/// A URL of one node of the shared test Redis (of a cluster: its first seed node), for what the
+/// cluster client does not do (subscriptions: published messages reach every node).
+pub fn node_url() -> String {
+    match redis_url().strip_prefix("redis+cluster://") {
+        Some(nodes) => format!("redis://{}", nodes.split(',').next().unwrap_or_default()),
+        None => redis_url(),
+    }
+}
+
 /// A raw command on the shared test Redis, to look behind (or tamper with) a queue.
 pub async fn redis_query<T: redis::FromRedisValue>(cmd: &redis::Cmd) -> T {
+    if let Some(nodes) = redis_url().strip_prefix("redis+cluster://") {
+        let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
+        let client = redis::cluster::ClusterClient::new(nodes).expect("cluster nodes");
+        let mut conn = client
+            .get_async_connection()
+            .await
+            .expect("cluster connection");
+        return cmd.query_async(&mut conn).await.expect("redis command");
+    }
     let client = redis::Client::open(redis_url()).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()

@@ -5,6 +5,7 @@ mod engine;
 mod frames;
 mod props;
 mod queue;
+mod replicated;
 mod spec;
 mod storage;
 mod tenants;

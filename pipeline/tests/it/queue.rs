@@ -138,7 +138,7 @@ async fn a_job_goes_queued_running_succeeded_with_ttl_and_events() {
     let job = new_job(Priority::Normal, Some("k1"));
 
     // Subscribe first, so no event is missed.
-    let client = redis::Client::open(redis_url()).unwrap();
+    let client = redis::Client::open(crate::common::node_url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub
         .subscribe(queue.keys().job_channel(&job.id))
@@ -956,5 +956,77 @@ async fn a_job_that_keeps_killing_its_workers_is_failed_and_dead_lettered_not_lo
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(survivor.reclaim(1).await.unwrap().is_empty());
     assert!(survivor.fetch(1, Duration::ZERO).await.unwrap().is_empty());
+    queue.purge().await.ok();
+}
+
+/// API.md, "Fencing": a worker that stalled past its visibility timeout and comes back after
+/// another worker took its job over can change nothing of the job — not its progress, not its
+/// end, not the new holder's stream entry.
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_is_fenced_off() {
+    let queue = queue("fencing").await;
+    let (stalled, rival) = (
+        consumer(&queue, &redis_url()).await,
+        consumer(&queue, &redis_url()).await,
+    );
+    let job = new_job(Priority::Normal, None);
+    queue.enqueue(&job).await.unwrap();
+    let deliveries = stalled.fetch(1, Duration::ZERO).await.unwrap();
+    let Some(Started::Run(old, record)) = stalled.start(&deliveries).await.unwrap().pop() else {
+        panic!("not started")
+    };
+    // The stalled worker renews nothing; past the visibility timeout the rival takes over.
+    tokio::time::sleep(queue.config().visibility_timeout + Duration::from_millis(200)).await;
+    let taken = rival.reclaim(10).await.unwrap();
+    let Some(Started::Run(new, _)) = rival.start(&taken).await.unwrap().pop() else {
+        panic!("not taken over: {taken:?}")
+    };
+    assert!(new.token > old.token, "{} then {}", old.token, new.token);
+    assert!(rival.progress(&new, 30).await.unwrap());
+
+    // The stalled worker comes back: everything it tries is refused.
+    assert_eq!(
+        stalled.renew(std::slice::from_ref(&old)).await.unwrap(),
+        [LeaseState::Lost]
+    );
+    assert!(!stalled.progress(&old, 90).await.unwrap());
+    assert_eq!(
+        stalled.hand_back(std::slice::from_ref(&old)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        stalled.complete(&[(old, succeed(&record))]).await.unwrap(),
+        [Completed::Fenced]
+    );
+    let running = queue.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (running.status, running.progress, running.attempts),
+        (JobStatus::Running, 30, 2),
+        "the new holder's state stands"
+    );
+    assert_eq!(
+        queue.depth().await.unwrap().in_flight[1],
+        1,
+        "still the rival's"
+    );
+    assert_eq!(
+        rival.renew(std::slice::from_ref(&new)).await.unwrap(),
+        [LeaseState::Held]
+    );
+    let failed = Outcome::Failed {
+        error: JobError {
+            code: FailureCode::DecodeError,
+            message: "the rival's own end".into(),
+        },
+        disposition: Disposition::Abort,
+    };
+    assert_eq!(
+        rival.complete(&[(new, failed)]).await.unwrap(),
+        [Completed::Written]
+    );
+    let done = queue.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 2));
+    assert!(done.outputs.is_empty(), "the fenced end linked nothing");
+    assert_eq!(queue.depth().await.unwrap().in_flight, [0; 3]);
     queue.purge().await.ok();
 }

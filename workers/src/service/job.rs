@@ -102,7 +102,7 @@ pub(super) async fn execute(
 ) -> Outcome {
     let (progress_tx, progress_rx) = watch::channel(0u8);
     let reporter = tokio::spawn(report_progress(shared.clone(), lease.clone(), progress_rx));
-    let result = attempt(shared, record, cancel, progress_tx).await;
+    let result = attempt(shared, lease, record, cancel, progress_tx).await;
     reporter.abort();
     match result {
         Ok(made) => Outcome::Succeeded {
@@ -150,6 +150,7 @@ impl TimeBudget {
 
 async fn attempt(
     shared: &Arc<Shared>,
+    lease: &Lease,
     record: &JobRecord,
     cancel: Arc<AtomicBool>,
     progress: watch::Sender<u8>,
@@ -200,7 +201,7 @@ async fn attempt(
     let outputs = budget
         .io(upload(
             shared,
-            &record.id,
+            (&record.id, &attempt_segment(shared, lease)),
             rendered.outputs,
             &rendered.times,
         ))
@@ -392,15 +393,24 @@ async fn download(shared: &Shared, input: &JobInput) -> Result<Input, StorageErr
     })
 }
 
+/// The key segment of one attempt's outputs: its lease token and its worker, so no two attempts
+/// share an object, not even two that a failover gave the same token.
+fn attempt_segment(shared: &Shared, lease: &Lease) -> String {
+    let worker: String = shared.consumer.name().chars().take(8).collect();
+    format!("{}-{worker}", lease.token)
+}
+
+/// Stores an attempt's outputs under its own keys (`attempt`: the job id and its segment).
 async fn upload(
     shared: &Shared,
-    job_id: &str,
+    (job_id, attempt): (&str, &str),
     renditions: Vec<Rendition>,
     times: &[f64],
 ) -> Result<Vec<OutputRecord>, StorageError> {
     futures::stream::iter(renditions.into_iter().map(|rendition| async move {
         let key = ObjectKey::output(
             job_id,
+            attempt,
             &rendition.name,
             rendition.frame,
             rendition.media.extension(),
@@ -432,7 +442,7 @@ async fn upload(
 
 /// Deletes stored outputs of an attempt that will not be recorded (a failed delete is logged:
 /// `worker gc` finds what is left).
-async fn delete_outputs(shared: &Shared, outputs: &[OutputRecord]) {
+pub(super) async fn delete_outputs(shared: &Shared, outputs: &[OutputRecord]) {
     for output in outputs {
         let deleted = match ObjectKey::parse(&output.key) {
             Ok(key) => shared.storage.delete(&key).await.map_err(|e| e.to_string()),
@@ -450,8 +460,9 @@ async fn report_progress(shared: Arc<Shared>, lease: Lease, mut progress: watch:
     tokio::time::sleep(Duration::from_millis(200)).await;
     loop {
         let percent = *progress.borrow_and_update();
-        if percent > 0 {
-            let _ = shared.consumer.progress(&lease, percent).await;
+        if percent > 0 && shared.consumer.progress(&lease, percent).await == Ok(false) {
+            shared.lose_lease(&lease.job_id);
+            return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         if progress.changed().await.is_err() {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use pipeline::job::JobRecord;
 use pipeline::queue::{
-    Consumer, Lease, LeaseState, Outcome, Queue, QueueError, Started, WorkerInfo,
+    Completed, Consumer, Lease, LeaseState, Outcome, Queue, QueueError, Started, WorkerInfo,
 };
 use pipeline::shutdown::Shutdown;
 use pipeline::storage::Storage;
@@ -48,8 +48,8 @@ pub enum StartError {
 const FETCH_BLOCK: Duration = Duration::from_secs(1);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
-/// A finished attempt waiting to be recorded, and who to tell once it is.
-type Completion = (Lease, Outcome, oneshot::Sender<()>);
+/// A finished attempt waiting to be recorded, and who to tell what became of it.
+type Completion = (Lease, Outcome, oneshot::Sender<Completed>);
 
 /// After the shutdown deadline, how long jobs told to stop get to reach their next checkpoint.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -72,6 +72,9 @@ struct InHand {
     cancel: Arc<AtomicBool>,
     /// Given back at shutdown: whatever the attempt ends with is not recorded.
     handed_back: Arc<AtomicBool>,
+    /// Another worker took the job over (this one stalled or was cut off past its visibility
+    /// timeout): the attempt stops at its next checkpoint and changes nothing.
+    lease_lost: Arc<AtomicBool>,
 }
 
 /// A running worker, ready to [`Worker::run_until_stopped`].
@@ -348,10 +351,12 @@ async fn run_job(
 ) {
     let cancel = Arc::new(AtomicBool::new(record.cancel_requested));
     let handed_back = Arc::new(AtomicBool::new(false));
+    let lease_lost = Arc::new(AtomicBool::new(false));
     shared.hold(InHand {
         lease: lease.clone(),
         cancel: cancel.clone(),
         handed_back: handed_back.clone(),
+        lease_lost: lease_lost.clone(),
     });
     let started = Instant::now();
     let outcome = job::execute(&shared, &lease, &record, cancel).await;
@@ -373,13 +378,27 @@ async fn run_job(
         "attempt done"
     );
 
-    // The result must reach Redis before the job leaves our hands (unless it was handed back:
-    // then another worker runs it, and this attempt's end means nothing).
-    if !handed_back.load(Ordering::Relaxed) {
+    // The result must reach Redis before the job leaves our hands (unless it was handed back
+    // or its lease was lost: then another worker runs it, and this attempt's end means nothing).
+    let written = match &outcome {
+        Outcome::Succeeded { outputs, .. } => outputs.clone(),
+        _ => Vec::new(),
+    };
+    let mut fenced = lease_lost.load(Ordering::Relaxed);
+    if !handed_back.load(Ordering::Relaxed) && !fenced {
         let (recorded, wait) = oneshot::channel();
         if completions.send((lease.clone(), outcome, recorded)).is_ok() {
-            let _ = wait.await;
+            fenced = wait.await == Ok(Completed::Fenced);
         }
+    }
+    if fenced {
+        // The outputs are this attempt's own objects: the job's record never links them.
+        job::delete_outputs(&shared, &written).await;
+        shared.metrics.lease_lost();
+        tracing::warn!(
+            token = lease.token,
+            "lease lost: another worker took the job over; this attempt changed nothing"
+        );
     }
     shared.release(&lease.job_id);
 }
@@ -389,6 +408,15 @@ impl Shared {
         let mut in_hand = self.in_hand.lock().expect("in-hand lock");
         in_hand.insert(job.lease.job_id.clone(), job);
         self.metrics.set_in_hand(in_hand.len());
+    }
+
+    /// Stops a job whose lease another worker now holds, at its next checkpoint.
+    pub(crate) fn lose_lease(&self, job_id: &str) {
+        let in_hand = self.in_hand.lock().expect("in-hand lock");
+        if let Some(held) = in_hand.get(job_id) {
+            held.lease_lost.store(true, Ordering::Relaxed);
+            held.cancel.store(true, Ordering::Relaxed);
+        }
     }
 
     fn release(&self, job_id: &str) {
@@ -420,16 +448,21 @@ async fn record_results(
             .map(|(l, o, _)| (l.clone(), o.clone()))
             .collect();
         let mut backoff = Duration::from_millis(100);
-        while let Err(e) = shared.consumer.complete(&done).await {
-            tracing::warn!(error = %e, jobs = done.len(), "cannot record results yet; retrying in {backoff:?}");
+        let results = loop {
+            match shared.consumer.complete(&done).await {
+                Ok(results) => break results,
+                Err(e) => {
+                    tracing::warn!(error = %e, jobs = done.len(), "cannot record results yet; retrying in {backoff:?}")
+                }
+            }
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 () = drained.triggered() => return,
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-        for (_, _, recorded) in batch {
-            let _ = recorded.send(());
+        };
+        for ((_, _, recorded), result) in batch.into_iter().zip(results) {
+            let _ = recorded.send(result);
         }
     }
 }
@@ -461,7 +494,8 @@ async fn renew_leases(shared: Arc<Shared>, drained: Shutdown) {
                     match state {
                         LeaseState::CancelRequested => cancel.store(true, Ordering::Relaxed),
                         LeaseState::Lost => {
-                            tracing::warn!(job_id = %lease.job_id, "lease lost: another worker took the job over")
+                            tracing::warn!(job_id = %lease.job_id, "lease lost: another worker took the job over; stopping it");
+                            shared.lose_lease(&lease.job_id);
                         }
                         LeaseState::Held => {}
                     }

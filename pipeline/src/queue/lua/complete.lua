@@ -1,16 +1,19 @@
 -- Records how attempts ended and acknowledges their entries, atomically: the record is written
 -- before the entry is acknowledged. A record already final is left alone (first finisher wins).
+-- An end under a lease token that is no longer the job's, or from a consumer that is no longer
+-- its worker (another worker took the job over, or a failover lost this one's start), is
+-- fenced: nothing of the job changes and the entry, now another consumer's, is not acknowledged.
 --
 -- KEYS: high, normal, low, events, delayed, dead, stats, stats_minute, webhooks, durations,
 -- tenants, job_1..job_n.
--- ARGV: group, events_maxlen, channel_prefix, ttl_ms, then per job: stream index, entry id,
--- job id, outcome (succeeded | failed | dead | cancelled | retry), delay_ms, delayed-set
+-- ARGV: group, events_maxlen, channel_prefix, ttl_ms, consumer, then per job: stream index, entry id,
+-- job id, lease token, outcome (succeeded | failed | dead | cancelled | retry), delay_ms, delayed-set
 -- member, error code, webhook (1 when the job has one), field count, then that many
 -- field/value arguments to set. Final outcomes also count into duration buckets
 -- (dur_le_<seconds> in the stats hash) for the job duration histogram; the run times of the
 -- last 1000 jobs that succeeded are kept (newest first) for exact percentiles.
--- Returns per job: 'written' | 'stale' | 'gone'.
-local group, maxlen, prefix, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- Returns per job: 'written' | 'stale' | 'gone' | 'fenced'.
+local group, maxlen, prefix, ttl, consumer = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local now = server_ms()
 local out = {}
 local counts = {}
@@ -20,23 +23,25 @@ local finished = {}
 local function count(field, by)
   counts[field] = (counts[field] or 0) + by
 end
-local at = 5
+local at = 6
 local j = 0
 while at <= #ARGV do
   j = j + 1
   local stream = KEYS[tonumber(ARGV[at])]
-  local entry, id, outcome = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-  local delay, member, err_code, webhook = ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7]
-  local nfields = tonumber(ARGV[at + 8])
+  local entry, id, token, outcome = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+  local delay, member, err_code, webhook = ARGV[at + 5], ARGV[at + 6], ARGV[at + 7], ARGV[at + 8]
+  local nfields = tonumber(ARGV[at + 9])
   if err_code == '' then err_code = nil end
-  local first, last = at + 9, at + 8 + nfields
+  local first, last = at + 10, at + 9 + nfields
   at = last + 1
   local job = KEYS[11 + j]
-  local cur = redis.call('HMGET', job, 'status', 'attempts', 'owner', 'started_at', 'cancel', 'next_attempt_at')
+  local cur = redis.call('HMGET', job, 'status', 'attempts', 'owner', 'started_at', 'cancel', 'next_attempt_at', 'lease', 'worker')
   local status = cur[1]
   local result
   if not status then
     result = 'gone'
+  elseif cur[7] ~= token or cur[8] ~= consumer then
+    result = 'fenced'
   elseif terminal(status) then
     result = 'stale'
   else
@@ -82,7 +87,7 @@ while at <= #ARGV do
     end
     result = 'written'
   end
-  redis.call('XACK', stream, group, entry)
+  if result ~= 'fenced' then redis.call('XACK', stream, group, entry) end
   table.insert(out, result)
 end
 for field, by in pairs(counts) do

@@ -5,7 +5,9 @@
 -- KEYS: high, normal, low, events, dead, stats, tenants, job_1..job_n.
 -- ARGV: group, consumer, events_maxlen, channel_prefix, max_attempts, ttl_ms, then per job:
 -- stream index, entry id, job id.
--- Returns per job: {'run', field, value, ...} | {'drop', reason}.
+-- Returns per job: {'run', field, value, ...} | {'drop', reason}. Every start is a hand-over:
+-- it takes the job's next lease token (`lease`, never reused), which the scripts that change a
+-- running job (renew, progress, complete, hand_back) check, so an earlier holder is fenced off.
 local group, consumer, maxlen, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local max_attempts, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = server_ms()
@@ -44,6 +46,7 @@ for j = 1, n do
       redis.call('HSET', job, 'status', 'running', 'attempts', attempts, 'worker', consumer, 'progress', 0, 'started_at', now)
     end
     if cur[5] then redis.call('HDEL', job, 'next_attempt_at') end
+    redis.call('HINCRBY', job, 'lease', 1)
     event(KEYS[4], maxlen, prefix .. id, id, 'running', now, 0, attempts, owner)
     local record = redis.call('HGETALL', job)
     table.insert(record, 1, 'run')
