@@ -364,3 +364,27 @@ async fn cluster_kill(wait_replicas: u32) -> Figures {
     })
     .await
 }
+
+/// `--redis-wait-replicas 1` on a Redis with no replica: the upload is refused with 503
+/// `unavailable` once the wait timeout passes, never answered 202 on the primary's word.
+#[tokio::test]
+async fn an_upload_no_replica_confirms_is_refused_with_503() {
+    use crate::helpers::{problem, spawn_app, AppOptions};
+    let app = spawn_app(AppOptions {
+        tweak: Some(Box::new(|settings| {
+            settings.connection.redis_wait_replicas = 1;
+            settings.connection.redis_wait_timeout = Duration::from_millis(300);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let started = Instant::now();
+    let refused = app.submit(fixtures::one_by_one_png(), Some(LIGHT)).await;
+    let body = problem(refused, 503, "unavailable").await;
+    assert!(started.elapsed() >= Duration::from_millis(300), "{body}");
+    assert!(
+        !body.to_string().contains("replicas confirmed"),
+        "no internals: {body}"
+    );
+    app.stop().await;
+}

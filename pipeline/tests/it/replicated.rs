@@ -193,3 +193,52 @@ async fn job_goes_through(url: &str, files: &fixtures::servers::TlsFiles) {
     assert_eq!(record.status, pipeline::job::JobStatus::Succeeded, "{url}");
     queue.purge().await.ok();
 }
+
+/// A job's end counts only once a replica holds it: without one the worker's end is refused
+/// (it retries), and the retry after a replica caught up succeeds — the end was kept, not
+/// written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_s_end_waits_for_a_replica_and_a_retry_completes_it() {
+    let primary = crate::common::RedisServer::start();
+    let queue = Queue::connect(&primary.url(), config("end-wait", 1))
+        .await
+        .unwrap();
+    let job = new_job(Priority::Normal, None);
+    let refused = queue.enqueue(&job).await.unwrap_err();
+    assert!(
+        matches!(refused, QueueError::NotReplicated { .. }),
+        "{refused}"
+    );
+    let consumer = crate::queue::consumer(&queue, &primary.url()).await;
+    let deliveries = consumer.fetch(1, Duration::ZERO).await.unwrap();
+    let Some(pipeline::queue::Started::Run(lease, record)) =
+        consumer.start(&deliveries).await.unwrap().pop()
+    else {
+        panic!("the job was written on the primary: {deliveries:?}")
+    };
+    let done = [(lease, crate::queue::succeed(&record))];
+    let error = consumer.complete(&done).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            QueueError::NotReplicated {
+                acked: 0,
+                wanted: 1
+            }
+        ),
+        "{error}"
+    );
+
+    let _replica = fixtures::topologies::replica_of(primary.port);
+    let retried = consumer.complete(&done).await.unwrap();
+    assert_eq!(
+        retried,
+        [pipeline::queue::Completed::Stale],
+        "kept from the first call"
+    );
+    let record = queue.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.attempts),
+        (pipeline::job::JobStatus::Succeeded, 1)
+    );
+}
