@@ -54,6 +54,8 @@ fn cases() -> Vec<(String, Vec<u8>)> {
         "formats/4.webp",
         "formats/Crash_test.gif",
         "exif/Landscape_6.jpg",
+        "camera/mandrill.tiff",
+        "camera/V5_24_Bit.bmp",
     ];
     for photo in photos {
         let bytes = std::fs::read(corpus_path(photo)).unwrap();

@@ -277,13 +277,14 @@ async fn what_is_not_an_image_is_415(app: &TestApp) {
         .await
         .unwrap();
     problem(text, 415, "unsupported_media_type").await;
-    let tiff = app
+    // A HEIC's leading box (the format's own magic) is enough to judge it.
+    let heic = app
         .submit(
-            corpus("hostile/pillow/crash-2020-10-test.tif"),
+            b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec(),
             Some(THUMB_SPEC),
         )
         .await;
-    problem(tiff, 415, "unsupported_media_type").await;
+    problem(heic, 415, "unsupported_media_type").await;
 }
 
 async fn undecodable_images_are_422(app: &TestApp) {
@@ -565,5 +566,32 @@ async fn dead_letters_are_listed_and_replayed() {
         .await
         .unwrap();
     problem(twice, 404, "not_found").await;
+    app.stop().await;
+}
+
+/// TIFF and BMP uploads (API.md, "Formats in"): judged by their bytes, and without a `format`
+/// their outputs are JPEG (TIFF: photos) and PNG (BMP), at the sizes the files have.
+#[tokio::test]
+async fn tiff_and_bmp_uploads_come_out_as_jpeg_and_png() {
+    let app = spawn_app(AppOptions {
+        embedded_workers: 1,
+        ..AppOptions::default()
+    })
+    .await;
+    let spec = r#"{"outputs":[{"name":"t","ops":[{"op":"resize","width":100}]}]}"#;
+    for (file, content_type, height) in [
+        ("camera/ycbcr_jpeg_8bit.tif", "image/jpeg", 75),
+        ("camera/rgb-3c-16b.tiff", "image/jpeg", 96),
+        ("camera/V5_24_Bit.bmp", "image/png", 81),
+    ] {
+        let id = app.submit_ok(corpus(file), spec).await;
+        let job = app.wait_for(&id, Duration::from_secs(30)).await;
+        assert_eq!(job["status"], "succeeded", "{file}: {job}");
+        let output = &job["outputs"][0];
+        assert_eq!(output["content_type"], content_type, "{file}");
+        let bytes = app.bytes(output["url"].as_str().unwrap()).await;
+        let image = image::load_from_memory(&bytes).unwrap();
+        assert_eq!(image.dimensions(), (100, height), "{file}");
+    }
     app.stop().await;
 }

@@ -92,6 +92,16 @@ pub(super) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, Engin
                 });
             }
         }
+        if format == SourceFormat::Tiff {
+            if let Some(stored) = super::tiff::ycbcr_dimensions(bytes) {
+                return Ok(Header {
+                    format,
+                    stored,
+                    orientation: Orientation::NoTransforms,
+                    jpeg: None,
+                });
+            }
+        }
         let mut decoder = image_decoder(bytes, format, limits)?;
         let stored = decoder.dimensions();
         if stored.0 == 0 || stored.1 == 0 {
@@ -129,6 +139,11 @@ pub(super) fn decode(
             };
             Ok((image, metadata))
         }
+        None if format == SourceFormat::Tiff && super::tiff::ycbcr_dimensions(bytes).is_some() => {
+            let image = super::tiff::decode_ycbcr(bytes, max_alloc(limits))
+                .map_err(|e| EngineError::decode(format.name(), e))?;
+            Ok((image, Metadata::default()))
+        }
         None => {
             let mut decoder = image_decoder(bytes, format, limits)?;
             let metadata = Metadata {
@@ -162,18 +177,24 @@ fn image_decoder<'a>(
         SourceFormat::Png => ImageFormat::Png,
         SourceFormat::Gif => ImageFormat::Gif,
         SourceFormat::Webp => ImageFormat::WebP,
+        SourceFormat::Tiff => ImageFormat::Tiff,
+        SourceFormat::Bmp => ImageFormat::Bmp,
         // JPEGs whose header libjpeg-turbo only warns about: zune-jpeg is more forgiving.
         SourceFormat::Jpeg => ImageFormat::Jpeg,
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut decoder_limits = image::Limits::default();
-    // Room for the largest image allowed at 16-bit RGBA plus the decoder's own buffers; the
-    // pixel limit itself is checked from the header before decoding.
-    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
+    decoder_limits.max_alloc = Some(max_alloc(limits));
     reader.limits(decoder_limits);
     reader
         .into_decoder()
         .map_err(|e| EngineError::decode(format.name(), e))
+}
+
+/// Room for the largest image allowed at 16-bit RGBA plus a decoder's own buffers; the pixel
+/// limit itself is checked from the header before decoding.
+fn max_alloc(limits: &Limits) -> u64 {
+    limits.max_pixels.saturating_mul(8).max(64 << 20)
 }
 
 /// The logical screen size of a GIF (its header's first fields).

@@ -24,6 +24,7 @@ mod jpeg;
 mod ops;
 mod smartcrop;
 mod sniff;
+mod tiff;
 
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};

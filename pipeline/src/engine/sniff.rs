@@ -12,6 +12,9 @@ pub enum SourceFormat {
     Png,
     Webp,
     Gif,
+    /// Decoded by the `image` crate's pure-Rust TIFF decoder (8/16-bit, LZW, Deflate, JPEG).
+    Tiff,
+    Bmp,
 }
 
 impl SourceFormat {
@@ -21,6 +24,8 @@ impl SourceFormat {
             SourceFormat::Png => "png",
             SourceFormat::Webp => "webp",
             SourceFormat::Gif => "gif",
+            SourceFormat::Tiff => "tiff",
+            SourceFormat::Bmp => "bmp",
         }
     }
 
@@ -31,6 +36,9 @@ impl SourceFormat {
             SourceFormat::Png => Format::Png,
             SourceFormat::Webp => Format::Webp,
             SourceFormat::Gif => Format::Gif,
+            // Neither is an output format: camera TIFFs are photos, BMPs mostly graphics.
+            SourceFormat::Tiff => Format::Jpeg,
+            SourceFormat::Bmp => Format::Png,
         }
     }
 }
@@ -74,14 +82,16 @@ pub fn sniff(bytes: &[u8]) -> Sniffed {
     if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WEBP" {
         return Sniffed::Image(SourceFormat::Webp);
     }
+    if starts(b"II*\0") || starts(b"MM\0*") || starts(b"II+\0") || starts(b"MM\0+") {
+        return Sniffed::Image(SourceFormat::Tiff);
+    }
+    if is_bmp(bytes) {
+        return Sniffed::Image(SourceFormat::Bmp);
+    }
     if let Some(container) = video_container(bytes) {
         return Sniffed::Video(container);
     }
-    let unsupported = if starts(b"BM") && bytes.len() >= 14 {
-        Some("bmp")
-    } else if starts(b"II*\0") || starts(b"MM\0*") {
-        Some("tiff")
-    } else if starts(&[0, 0, 1, 0]) || starts(&[0, 0, 2, 0]) {
+    let unsupported = if starts(&[0, 0, 1, 0]) || starts(&[0, 0, 2, 0]) {
         Some("ico")
     } else if starts(b"8BPS") {
         Some("psd")
@@ -104,6 +114,15 @@ pub fn sniff(bytes: &[u8]) -> Sniffed {
         Some(name) => Sniffed::Unsupported(name),
         None => Sniffed::NotAnImage,
     }
+}
+
+/// `BM`, then a DIB header of one of the sizes BMP versions use (two letters alone are text).
+fn is_bmp(bytes: &[u8]) -> bool {
+    let Some(size) = bytes.get(14..18) else {
+        return false;
+    };
+    let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]);
+    bytes.starts_with(b"BM") && matches!(size, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124)
 }
 
 /// An ISO BMFF file whose brand is no image format's, an EBML header, or MPEG-TS packets.
@@ -148,7 +167,19 @@ mod tests {
             sniff(b"RIFF\0\0\0\0WEBPVP8 "),
             Sniffed::Image(SourceFormat::Webp)
         );
-        assert_eq!(sniff(b"II*\0\x08\0\0\0"), Sniffed::Unsupported("tiff"));
+        assert_eq!(
+            sniff(b"II*\0\x08\0\0\0"),
+            Sniffed::Image(SourceFormat::Tiff)
+        );
+        assert_eq!(
+            sniff(b"MM\0*\0\0\0\x08"),
+            Sniffed::Image(SourceFormat::Tiff)
+        );
+        let mut bmp = b"BM\0\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0".to_vec();
+        assert_eq!(sniff(&bmp), Sniffed::Image(SourceFormat::Bmp));
+        bmp[14] = 0x99;
+        assert_eq!(sniff(&bmp), Sniffed::NotAnImage, "BM and no DIB header");
+        assert_eq!(sniff(b"BMW is a car"), Sniffed::NotAnImage);
         assert_eq!(sniff(b"\0\0\0\x1cftypavif"), Sniffed::Unsupported("avif"));
         assert_eq!(
             sniff(b"<?xml version=\"1.0\"?><svg>"),

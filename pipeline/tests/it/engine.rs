@@ -540,7 +540,7 @@ fn not_images_are_unsupported() {
         &b"%PDF-1.7 hello"[..],
         b"",
         b"GIF8",
-        &read_corpus("hostile/image-rs/Bad_width.bmp"),
+        &read_corpus("camera/IMG_2682.heic"),
     ] {
         let e = engine::process(
             bytes,
@@ -726,4 +726,43 @@ fn resizes_from_a_shrunk_decode_stay_inside_the_image() {
             assert!(processed.outputs[0].width <= width as u32);
         }
     }
+}
+
+/// TIFF (8- and 16-bit, JPEG-compressed YCbCr) and BMP (v5, and one with a profile) from
+/// `camera/`: each comes out at its size, with the pixels libvips makes of the same file
+/// (`vipsthumbnail` to the same width, in the test).
+#[test]
+fn tiff_and_bmp_files_decode_as_libvips_decodes_them() {
+    let dir = std::env::temp_dir().join(fixtures::servers::unique("tiff-bmp"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, (width, height)) in [
+        ("mandrill.tiff", (512, 512)),
+        ("rgb-3c-16b.tiff", (157, 151)),
+        ("ycbcr_jpeg_8bit.tif", (512, 384)),
+        ("V5_24_Bit.bmp", (435, 353)),
+        ("rgb24prof.bmp", (127, 64)),
+    ] {
+        let path = crate::common::corpus(&format!("camera/{file}"));
+        let bytes = std::fs::read(&path).unwrap();
+        let info =
+            engine::probe(&bytes, &Limits::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!((info.width, info.height), (width, height), "{file}");
+        let (ours, _) = one(
+            &bytes,
+            r#"{"name":"t","ops":[{"op":"resize","width":100}],"format":"png"}"#,
+        );
+        let reference = dir.join(format!("{file}.png"));
+        let made = std::process::Command::new("vipsthumbnail")
+            .arg(&path)
+            .args(["--size", "100x", "-o"])
+            .arg(&reference)
+            .status()
+            .expect("vipsthumbnail (libvips-tools) on PATH");
+        assert!(made.success(), "vipsthumbnail {file}");
+        let theirs = decode(&std::fs::read(&reference).unwrap());
+        assert_eq!(ours.dimensions(), theirs.dimensions(), "{file}");
+        let diff = mean_abs_diff(&ours, &theirs);
+        assert!(diff < 4.0, "{file}: mean difference {diff:.2} from libvips");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
