@@ -119,19 +119,19 @@ async fn an_enqueue_the_replicas_do_not_confirm_is_refused() {
         .enqueue(&new_job(Priority::Normal, None))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            QueueError::NotReplicated {
-                acked: 0,
-                wanted: 1
-            }
-        ),
-        "{error}"
-    );
+    assert_no_replica_confirmed(&error);
     assert!(error.is_unavailable());
     assert!(started.elapsed() >= Duration::from_millis(450));
     queue.purge().await.ok();
+}
+
+/// The error of a write that one replica was asked to confirm and none did.
+fn assert_no_replica_confirmed(error: &QueueError) {
+    let expected = QueueError::NotReplicated {
+        acked: 0,
+        wanted: 1,
+    };
+    assert_eq!(error, &expected, "{error}");
 }
 
 /// Every queue and tenant test again, with `IMAGEPIPE_TEST_REDIS_URL` naming a real cluster:
@@ -218,16 +218,7 @@ async fn a_job_s_end_waits_for_a_replica_and_a_retry_completes_it() {
     };
     let done = [(lease, crate::queue::succeed(&record))];
     let error = consumer.complete(&done).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            QueueError::NotReplicated {
-                acked: 0,
-                wanted: 1
-            }
-        ),
-        "{error}"
-    );
+    assert_no_replica_confirmed(&error);
 
     let _replica = fixtures::topologies::replica_of(primary.port);
     let retried = consumer.complete(&done).await.unwrap();
