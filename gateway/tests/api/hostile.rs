@@ -36,6 +36,14 @@ fn cases() -> Vec<(String, Vec<u8>)> {
     ));
     cases.push(("gif screen 65535x65535".into(), fixtures::gif_screen_bomb()));
     cases.push((
+        "tiff header 100000x100000".into(),
+        fixtures::tiff_header_bomb(100_000, 100_000),
+    ));
+    cases.push((
+        "bmp header 20000x20000".into(),
+        fixtures::bmp_header_bomb(20_000, 20_000),
+    ));
+    cases.push((
         "png zip bomb 9000x9000 (honest, under the limit)".into(),
         fixtures::png_zip_bomb(9_000, 9_000),
     ));
@@ -155,6 +163,10 @@ async fn hostile_input_gets_a_clear_answer_and_never_a_crash() {
             *status == 202 || (400..500).contains(status),
             "{name}: {status} {body}"
         );
+        if name.contains(" header ") {
+            // Pixel bombs are refused from their headers at upload, before anything is queued.
+            assert_eq!(*status, 422, "{name}: {body}");
+        }
         if *status == 202 {
             accepted.push(body["id"].as_str().unwrap().to_owned());
             names.insert(body["id"].as_str().unwrap().to_owned(), name.clone());
