@@ -194,7 +194,7 @@ impl RedisConn {
         limit: Duration,
     ) -> Result<(), QueueError> {
         let wanted = match &self.inner {
-            Backend::Sentinel(sentinel) => replicas.max(sentinel.healthy_replicas().await),
+            Backend::Sentinel(sentinel) => replicas.max(sentinel.healthy_replicas()),
             _ => replicas,
         };
         let mut cmd = redis::cmd("WAIT");
@@ -298,7 +298,9 @@ struct SentinelPrimary {
     /// When the sentinels were last asked (asked at most every 250 ms).
     asked: tokio::sync::Mutex<Instant>,
     /// How many replicas the sentinels last called healthy, and when they were asked.
-    replicas: tokio::sync::Mutex<(u32, Option<Instant>)>,
+    replicas: std::sync::Mutex<(u32, Instant)>,
+    /// A recount is under way (one at a time, off the callers' path).
+    counting: std::sync::atomic::AtomicBool,
 }
 
 impl SentinelPrimary {
@@ -309,30 +311,39 @@ impl SentinelPrimary {
     ) -> Result<SentinelPrimary, QueueError> {
         let url = sentinels.discover(&tls).await?;
         let connection = manager(&url, &tls, call_timeout).await?;
+        let replicas = sentinels.healthy_replicas(&tls).await.unwrap_or(0);
         Ok(SentinelPrimary {
             sentinels,
             tls,
             call_timeout,
             current: std::sync::RwLock::new((url, connection)),
             asked: tokio::sync::Mutex::new(Instant::now()),
-            replicas: tokio::sync::Mutex::new((0, None)),
+            replicas: std::sync::Mutex::new((replicas, Instant::now())),
+            counting: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// The replicas the sentinels call healthy, asked at most once a second (the last count
-    /// stands while no sentinel answers).
-    async fn healthy_replicas(&self) -> u32 {
-        let mut known = self.replicas.lock().await;
-        if known
-            .1
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
-        {
-            match self.sentinels.healthy_replicas(&self.tls).await {
-                Ok(count) => *known = (count, Some(Instant::now())),
-                Err(e) => tracing::warn!(error = %e, "cannot count the replicas"),
-            }
+    /// The replicas the sentinels last called healthy. A count older than a second is
+    /// refreshed by a task of its own, so no caller ever waits on the sentinels (which may be
+    /// slow or down); the last count stands meanwhile.
+    fn healthy_replicas(self: &Arc<Self>) -> u32 {
+        use std::sync::atomic::Ordering;
+        let (count, at) = *self.replicas.lock().expect("replica count lock");
+        let stale = at.elapsed() >= Duration::from_secs(1);
+        if stale && !self.counting.swap(true, Ordering::AcqRel) {
+            let primary = self.clone();
+            tokio::spawn(async move {
+                match primary.sentinels.healthy_replicas(&primary.tls).await {
+                    Ok(count) => {
+                        *primary.replicas.lock().expect("replica count lock") =
+                            (count, Instant::now());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot count the replicas"),
+                }
+                primary.counting.store(false, Ordering::Release);
+            });
         }
-        known.0
+        count
     }
 
     fn manager(&self) -> ConnectionManager {
@@ -416,7 +427,7 @@ impl SentinelUrl {
     }
 
     /// The replicas of the master the first sentinel that answers calls healthy (not down, not
-    /// disconnected).
+    /// disconnected, their link to the primary up).
     async fn healthy_replicas(&self, tls: &RedisTls) -> redis::RedisResult<u32> {
         let replicas: Vec<Vec<String>> = self
             .ask(
@@ -425,13 +436,17 @@ impl SentinelUrl {
             )
             .await?;
         let healthy = replicas.iter().filter(|fields| {
-            let flags = fields
-                .chunks_exact(2)
-                .find(|kv| kv[0] == "flags")
-                .map_or("", |kv| kv[1].as_str());
-            !flags
-                .split(',')
-                .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
+            let field = |name: &str| {
+                fields
+                    .chunks_exact(2)
+                    .find(|kv| kv[0] == name)
+                    .map_or("", |kv| kv[1].as_str())
+            };
+            // A replica still syncing (an old primary just demoted) holds nothing to wait for.
+            field("master-link-status") == "ok"
+                && !field("flags")
+                    .split(',')
+                    .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
         });
         Ok(healthy.count() as u32)
     }
