@@ -73,12 +73,13 @@ async fn under_fault(
     let accepted: Vec<String> = attempts.iter().filter_map(|a| a.id.clone()).collect();
     let lost = drain(&cluster, &accepted, Duration::from_secs(120)).await;
     let recover = recovery(&attempts, fault_at);
+    let (ran_twice, ended_twice) = repeats(&logs);
     let figures = Figures {
         accepted: accepted.len(),
         refused: attempts.iter().filter(|a| a.id.is_none()).count(),
         lost,
-        ran_twice: repeats(&logs).0,
-        ended_twice: repeats(&logs).1,
+        ran_twice,
+        ended_twice,
         recover,
         slowest: attempts
             .iter()
