@@ -42,18 +42,8 @@ if __name__ == "__main__":
         pool.map(thumb, enumerate(files), chunksize=4)
 PY
 
-now() { date +%s.%N; }
-# best_rate LABEL COUNT CMD... : runs CMD $RUNS times, prints the best images/s
-best_rate() {
-  local count=$1; shift
-  local best=0
-  for _ in $(seq "$RUNS"); do
-    local t0 t1
-    t0=$(now); "$@" >/dev/null 2>&1; t1=$(now)
-    best=$(python3 -c "print(max($best, $count / ($t1 - $t0)))")
-  done
-  echo "$best"
-}
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
 
 printf '%-8s %6s %12s %12s %12s %10s %10s\n' set images imagepipe vips pillow "vs vips" "vs pillow"
 for set in jpeg large; do

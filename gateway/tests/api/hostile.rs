@@ -64,6 +64,9 @@ fn cases() -> Vec<(String, Vec<u8>)> {
         "exif/Landscape_6.jpg",
         "camera/mandrill.tiff",
         "camera/V5_24_Bit.bmp",
+        "camera/IMG_2682.heic",
+        "camera/8bit-sRGB.avif",
+        "camera/8bit-sRGB.jxl",
     ];
     for photo in photos {
         let bytes = std::fs::read(corpus_path(photo)).unwrap();

@@ -277,14 +277,22 @@ async fn what_is_not_an_image_is_415(app: &TestApp) {
         .await
         .unwrap();
     problem(text, 415, "unsupported_media_type").await;
-    // A HEIC's leading box (the format's own magic) is enough to judge it.
+    // A HEIF image sequence's leading box (the format's own magic) is enough to judge it.
+    let sequence = app
+        .submit(
+            b"\0\0\0\x18ftypmsf1\0\0\0\0mif1msf1".to_vec(),
+            Some(THUMB_SPEC),
+        )
+        .await;
+    problem(sequence, 415, "unsupported_media_type").await;
+    // A still HEIC is read now: its box alone, with no image, is a damaged image.
     let heic = app
         .submit(
             b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec(),
             Some(THUMB_SPEC),
         )
         .await;
-    problem(heic, 415, "unsupported_media_type").await;
+    problem(heic, 422, "unprocessable_image").await;
 }
 
 async fn undecodable_images_are_422(app: &TestApp) {
@@ -569,10 +577,11 @@ async fn dead_letters_are_listed_and_replayed() {
     app.stop().await;
 }
 
-/// TIFF and BMP uploads (API.md, "Formats in"): judged by their bytes, and without a `format`
-/// their outputs are JPEG (TIFF: photos) and PNG (BMP), at the sizes the files have.
+/// Camera and phone formats over HTTP (API.md, "Formats in"): judged by their bytes; without a
+/// `format` TIFF, HEIC and JPEG XL come out as JPEG, BMP as PNG and AVIF as AVIF, at the size
+/// they are displayed (HEIF rotation applied by libheif).
 #[tokio::test]
-async fn tiff_and_bmp_uploads_come_out_as_jpeg_and_png() {
+async fn camera_format_uploads_come_out_at_their_displayed_size() {
     let app = spawn_app(AppOptions {
         embedded_workers: 1,
         ..AppOptions::default()
@@ -583,15 +592,29 @@ async fn tiff_and_bmp_uploads_come_out_as_jpeg_and_png() {
         ("camera/ycbcr_jpeg_8bit.tif", "image/jpeg", 75),
         ("camera/rgb-3c-16b.tiff", "image/jpeg", 96),
         ("camera/V5_24_Bit.bmp", "image/png", 81),
+        ("camera/IMG_2682.heic", "image/jpeg", 75),
+        ("camera/samsung-one-ui-6.heic", "image/jpeg", 133),
+        ("camera/8bit-sRGB.avif", "image/avif", 67),
+        ("camera/10bit-HDR-P3-nclx.avif", "image/avif", 152),
+        ("camera/8bit-sRGB.jxl", "image/jpeg", 75),
     ] {
         let id = app.submit_ok(corpus(file), spec).await;
-        let job = app.wait_for(&id, Duration::from_secs(30)).await;
+        let job = app.wait_for(&id, Duration::from_secs(60)).await;
         assert_eq!(job["status"], "succeeded", "{file}: {job}");
         let output = &job["outputs"][0];
         assert_eq!(output["content_type"], content_type, "{file}");
+        assert_eq!(
+            (output["width"].as_u64(), output["height"].as_u64()),
+            (Some(100), Some(height)),
+            "{file}"
+        );
         let bytes = app.bytes(output["url"].as_str().unwrap()).await;
-        let image = image::load_from_memory(&bytes).unwrap();
-        assert_eq!(image.dimensions(), (100, height), "{file}");
+        if content_type != "image/avif" {
+            let image = image::load_from_memory(&bytes).unwrap();
+            assert_eq!(image.dimensions(), (100, height as u32), "{file}");
+        } else {
+            assert_eq!(&bytes[4..12], b"ftypavif", "{file}");
+        }
     }
     app.stop().await;
 }

@@ -4,15 +4,18 @@
 
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use serde::Serialize;
 
+use super::colour::{self, ToSrgb};
 use super::error::{panic_message, EngineError};
 use super::jpeg::{self, JpegHeader};
 use super::sniff::{sniff, Sniffed, SourceFormat};
 use super::Limits;
+use super::{heif, jxl};
 
 /// What the header says about a source image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,12 +57,15 @@ pub(super) struct Metadata {
 }
 
 pub(super) struct Decoded {
-    /// Upright, 8 bits per channel: gray, gray+alpha, RGB or RGBA.
+    /// Upright, 8 bits per channel: gray, gray+alpha, RGB or RGBA, in the source's colours.
     pub image: DynamicImage,
     /// The upright full-resolution size `image` stands for (larger when shrunk on load).
     pub logical: (u32, u32),
     pub info: SourceInfo,
     pub metadata: Metadata,
+    /// The conversion to sRGB outputs need, unless they keep the source's profile; `None` for
+    /// sRGB sources.
+    pub colour: Option<Arc<ToSrgb>>,
 }
 
 /// Reads the header and refuses what the engine will not decode: not an image, an unsupported
@@ -91,6 +97,21 @@ pub(super) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, Engin
                     jpeg: Some(header),
                 });
             }
+        }
+        // libheif and jxl-oxide turn the image upright themselves (`irot`/`imir`, the JXL
+        // header's orientation); EXIF orientation is not applied on top (API.md).
+        let own_decoder = match format {
+            SourceFormat::Heif | SourceFormat::Avif => Some(heif::dimensions(bytes, format)?),
+            SourceFormat::Jxl => Some(jxl::dimensions(bytes, max_alloc(limits))?),
+            _ => None,
+        };
+        if let Some(stored) = own_decoder {
+            return Ok(Header {
+                format,
+                stored,
+                orientation: Orientation::NoTransforms,
+                jpeg: None,
+            });
         }
         if format == SourceFormat::Tiff {
             if let Some(stored) = super::tiff::ycbcr_dimensions(bytes) {
@@ -129,13 +150,22 @@ pub(super) fn decode(
     limits: &Limits,
 ) -> Result<Decoded, EngineError> {
     let format = header.format;
+    let mut cicp = None;
     let (image, mut metadata) = guard(format, || match &header.jpeg {
+        None if matches!(format, SourceFormat::Heif | SourceFormat::Avif) => {
+            let decoded = heif::decode(bytes, format, min_scale)?;
+            cicp = decoded.cicp;
+            Ok((decoded.image, decoded.metadata))
+        }
+        None if format == SourceFormat::Jxl => jxl::decode(bytes, max_alloc(limits)),
         Some(jpeg_header) => {
             let scale = jpeg::pick_scale(jpeg_header, min_scale);
-            let image = jpeg::decode(bytes, jpeg_header, scale)?;
+            let cmyk = jpeg_header.icc.as_deref().and_then(colour::cmyk_to_srgb);
+            let image = jpeg::decode(bytes, jpeg_header, scale, cmyk.as_deref())?;
             let metadata = Metadata {
                 exif: jpeg_header.exif.clone(),
-                icc: jpeg_header.icc.clone(),
+                // A CMYK profile no longer describes the (RGB) pixels.
+                icc: jpeg_header.icc.clone().filter(|_| cmyk.is_none()),
             };
             Ok((image, metadata))
         }
@@ -160,11 +190,17 @@ pub(super) fn decode(
     }
     let mut image = to_8bit(image);
     image.apply_orientation(header.orientation);
+    let colour = match (&metadata.icc, cicp) {
+        (Some(icc), _) => colour::from_icc(icc),
+        (None, Some(cicp)) => colour::from_cicp(cicp),
+        (None, None) => None,
+    };
     Ok(Decoded {
         image,
         logical: oriented(header.stored, header.orientation),
         info: header.info(),
         metadata,
+        colour,
     })
 }
 
@@ -181,6 +217,12 @@ fn image_decoder<'a>(
         SourceFormat::Bmp => ImageFormat::Bmp,
         // JPEGs whose header libjpeg-turbo only warns about: zune-jpeg is more forgiving.
         SourceFormat::Jpeg => ImageFormat::Jpeg,
+        SourceFormat::Heif | SourceFormat::Avif | SourceFormat::Jxl => {
+            return Err(EngineError::Internal(format!(
+                "{} has a decoder of its own",
+                format.name()
+            )))
+        }
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut decoder_limits = image::Limits::default();

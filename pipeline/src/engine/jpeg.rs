@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 
 use image::{DynamicImage, GrayImage, RgbImage};
+use moxcms::Transform8BitExecutor;
 use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
 
 use super::error::EngineError;
@@ -96,11 +97,13 @@ pub(super) fn scaled_len(len: u32, (num, denom): (u32, u32)) -> u32 {
     (len * num).div_ceil(denom)
 }
 
-/// Decodes at `scale` into 8-bit gray or RGB (CMYK converted).
+/// Decodes at `scale` into 8-bit gray or RGB (CMYK converted, through `cmyk` — the source's
+/// CMYK profile — when it has one).
 pub(super) fn decode(
     bytes: &[u8],
     header: &JpegHeader,
     scale: (u32, u32),
+    cmyk: Option<&Transform8BitExecutor>,
 ) -> Result<DynamicImage, EngineError> {
     let width = scaled_len(header.width, scale) as usize;
     let height = scaled_len(header.height, scale) as usize;
@@ -134,11 +137,37 @@ pub(super) fn decode(
     let (w, h) = (width as u32, height as u32);
     let image = match format {
         PixelFormat::GRAY => GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
-        PixelFormat::CMYK => RgbImage::from_raw(w, h, cmyk_to_rgb(&pixels, header.adobe))
-            .map(DynamicImage::ImageRgb8),
+        PixelFormat::CMYK => {
+            let rgb = match cmyk {
+                Some(transform) => cmyk_through_profile(pixels, header.adobe, transform),
+                None => cmyk_to_rgb(&pixels, header.adobe),
+            };
+            RgbImage::from_raw(w, h, rgb).map(DynamicImage::ImageRgb8)
+        }
         _ => RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
     };
     image.ok_or_else(|| EngineError::Internal("jpeg buffer size mismatch".into()))
+}
+
+/// CMYK → sRGB as the profile says; the profile takes ink amounts, which Adobe stores inverted.
+fn cmyk_through_profile(
+    mut cmyk: Vec<u8>,
+    adobe_inverted: bool,
+    transform: &Transform8BitExecutor,
+) -> Vec<u8> {
+    if adobe_inverted {
+        cmyk.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    let mut rgb = vec![0u8; cmyk.len() / 4 * 3];
+    match transform.transform(&cmyk, &mut rgb) {
+        Ok(()) => rgb,
+        Err(_) => {
+            if adobe_inverted {
+                cmyk.iter_mut().for_each(|v| *v = 255 - *v);
+            }
+            cmyk_to_rgb(&cmyk, adobe_inverted)
+        }
+    }
 }
 
 /// Naive CMYK → RGB, as Pillow does: without a colour-managed conversion through the embedded

@@ -15,16 +15,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod colour;
 mod decode;
 mod encode;
 mod error;
 mod frames;
 mod geometry;
+mod heif;
 mod jpeg;
+mod jxl;
 mod ops;
 mod smartcrop;
 mod sniff;
 mod tiff;
+mod tonemap;
 
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -208,7 +212,7 @@ pub fn process(
         observer.on_timing(Step::Decode, started.elapsed());
         checkpoint(observer, Stage::Decoded)?;
         let placeholder = match spec.placeholder {
-            Some(Placeholder::Blurhash) => Some(blurhash(&decoded.image)?),
+            Some(Placeholder::Blurhash) => Some(blurhash(&decoded)?),
             None => None,
         };
         let done = AtomicUsize::new(0);
@@ -316,16 +320,21 @@ fn render(
             format,
         )?;
     }
+    let keeps_metadata = spec.keeps_metadata(output);
+    let image = match &decoded.colour {
+        // Converted on the output's pixels, after the resize: a fraction of the source's.
+        Some(to_srgb) if !keeps_metadata => Cow::Owned(to_srgb.apply(work.image.into_owned())),
+        _ => work.image,
+    };
     observer.on_timing(Step::Ops, ops_started.elapsed());
     let encode_started = std::time::Instant::now();
-    let image = work.image;
     let data = encode::encode(
         &image,
         &EncodeOptions {
             format,
             quality: output.quality.unwrap_or_else(|| format.default_quality()),
             lossless: output.lossless,
-            metadata: spec.keeps_metadata(output).then_some(&decoded.metadata),
+            metadata: keeps_metadata.then_some(&decoded.metadata),
         },
     )?;
     observer.on_timing(Step::Encode, encode_started.elapsed());
@@ -354,7 +363,8 @@ fn full_size_resize((width, height): (u32, u32)) -> crate::spec::Resize {
 /// Side of the copy a BlurHash is computed from: the hash keeps only a few frequencies.
 const BLURHASH_SIZE: u32 = 32;
 
-fn blurhash(image: &DynamicImage) -> Result<String, EngineError> {
+fn blurhash(decoded: &Decoded) -> Result<String, EngineError> {
+    let image = &decoded.image;
     let (w, h) = (image.width(), image.height());
     let k = f64::from(BLURHASH_SIZE) / f64::from(w.max(h));
     let (sw, sh) = if k < 1.0 {
@@ -369,6 +379,9 @@ fn blurhash(image: &DynamicImage) -> Result<String, EngineError> {
     fast_image_resize::Resizer::new()
         .resize(image, &mut small, None)
         .map_err(|e| EngineError::Internal(format!("placeholder resize: {e}")))?;
+    if let Some(to_srgb) = &decoded.colour {
+        small = to_srgb.apply(small);
+    }
     let rgba = small.to_rgba8();
     let (cx, cy) = if w >= h { (4, 3) } else { (3, 4) };
     blurhash::encode(cx, cy, sw, sh, rgba.as_raw())
@@ -629,9 +642,7 @@ fn render_frame(
     let cell = layout
         .map(|layout| frames::sprite_cell(&decoded.image, layout))
         .transpose()?;
-    let placeholder = wants_placeholder
-        .then(|| blurhash(&decoded.image))
-        .transpose()?;
+    let placeholder = wants_placeholder.then(|| blurhash(&decoded)).transpose()?;
     Ok(RenderedFrame {
         renditions,
         cell,
@@ -714,6 +725,8 @@ fn decode_frame(
                     height: layout.height,
                 },
                 metadata: Default::default(),
+                // ffmpeg hands over sRGB-range RGB already.
+                colour: None,
             })
         }
     }

@@ -15,6 +15,12 @@ pub enum SourceFormat {
     /// Decoded by the `image` crate's pure-Rust TIFF decoder (8/16-bit, LZW, Deflate, JPEG).
     Tiff,
     Bmp,
+    /// HEIC and other HEIF images, through libheif.
+    Heif,
+    /// AVIF, through libheif.
+    Avif,
+    /// JPEG XL, through jxl-oxide.
+    Jxl,
 }
 
 impl SourceFormat {
@@ -26,6 +32,9 @@ impl SourceFormat {
             SourceFormat::Gif => "gif",
             SourceFormat::Tiff => "tiff",
             SourceFormat::Bmp => "bmp",
+            SourceFormat::Heif => "heif",
+            SourceFormat::Avif => "avif",
+            SourceFormat::Jxl => "jxl",
         }
     }
 
@@ -39,6 +48,9 @@ impl SourceFormat {
             // Neither is an output format: camera TIFFs are photos, BMPs mostly graphics.
             SourceFormat::Tiff => Format::Jpeg,
             SourceFormat::Bmp => Format::Png,
+            // Phone photos: JPEG is what every viewer shows.
+            SourceFormat::Heif | SourceFormat::Jxl => Format::Jpeg,
+            SourceFormat::Avif => Format::Avif,
         }
     }
 }
@@ -88,6 +100,12 @@ pub fn sniff(bytes: &[u8]) -> Sniffed {
     if is_bmp(bytes) {
         return Sniffed::Image(SourceFormat::Bmp);
     }
+    if let Some(format) = heif_brand(bytes) {
+        return Sniffed::Image(format);
+    }
+    if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL \r\n\x87\n") {
+        return Sniffed::Image(SourceFormat::Jxl);
+    }
     if let Some(container) = video_container(bytes) {
         return Sniffed::Video(container);
     }
@@ -95,12 +113,10 @@ pub fn sniff(bytes: &[u8]) -> Sniffed {
         Some("ico")
     } else if starts(b"8BPS") {
         Some("psd")
-    } else if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL \r\n\x87\n") {
-        Some("jpeg xl")
     } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         match &bytes[8..12] {
-            b"avif" | b"avis" => Some("avif"),
-            b"heic" | b"heix" | b"hevc" | b"mif1" | b"msf1" => Some("heif"),
+            b"avis" => Some("avif sequence"),
+            b"hevc" | b"msf1" => Some("heif sequence"),
             _ => None,
         }
     } else if starts(b"\x00\x00\x00\x0cjP  ") || starts(&[0xFF, 0x4F, 0xFF, 0x51]) {
@@ -123,6 +139,27 @@ fn is_bmp(bytes: &[u8]) -> bool {
     };
     let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]);
     bytes.starts_with(b"BM") && matches!(size, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124)
+}
+
+/// A still-image HEIF brand: AVIF when the brands name it, HEIF (HEIC) otherwise. Image
+/// sequences (`avis`, `msf1`, `hevc`) are not stills: libheif 1.15 cannot read them, so they are
+/// refused as unsupported.
+fn heif_brand(bytes: &[u8]) -> Option<SourceFormat> {
+    if bytes.len() < 12 || &bytes[4..8] != b"ftyp" {
+        return None;
+    }
+    let size = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let brands = bytes
+        .get(16..size.min(bytes.len()).max(16))
+        .unwrap_or_default();
+    let compatible = |brand: &[u8]| brands.chunks_exact(4).any(|b| b == brand);
+    match &bytes[8..12] {
+        b"avif" => Some(SourceFormat::Avif),
+        b"heic" | b"heix" => Some(SourceFormat::Heif),
+        b"mif1" if compatible(b"avif") => Some(SourceFormat::Avif),
+        b"mif1" => Some(SourceFormat::Heif),
+        _ => None,
+    }
 }
 
 /// An ISO BMFF file whose brand is no image format's, an EBML header, or MPEG-TS packets.
@@ -180,7 +217,22 @@ mod tests {
         bmp[14] = 0x99;
         assert_eq!(sniff(&bmp), Sniffed::NotAnImage, "BM and no DIB header");
         assert_eq!(sniff(b"BMW is a car"), Sniffed::NotAnImage);
-        assert_eq!(sniff(b"\0\0\0\x1cftypavif"), Sniffed::Unsupported("avif"));
+        assert_eq!(
+            sniff(b"\0\0\0\x1cftypavif"),
+            Sniffed::Image(SourceFormat::Avif)
+        );
+        assert_eq!(
+            sniff(b"\0\0\0\x18ftypmif1\0\0\0\0mif1heic"),
+            Sniffed::Image(SourceFormat::Heif)
+        );
+        assert_eq!(
+            sniff(b"\0\0\0\x18ftypmif1\0\0\0\0mif1avif"),
+            Sniffed::Image(SourceFormat::Avif)
+        );
+        assert_eq!(
+            sniff(&[0xFF, 0x0A, 0xFA]),
+            Sniffed::Image(SourceFormat::Jxl)
+        );
         assert_eq!(
             sniff(b"<?xml version=\"1.0\"?><svg>"),
             Sniffed::Unsupported("svg")

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Phone formats and colour management, measured in one run on the same files and cores:
+#   HEIC/AVIF 256 px thumbnails: imagepipe `worker transform` against vipsthumbnail (libvips
+#     8.14 + libheif 1.15), heif-thumbnailer (libheif's, which uses the embedded thumbnail) and
+#     heif-convert (libheif's full decode, written as JPEG: the floor of a full decode)
+#   JPEG XL: imagepipe (jxl-oxide) against vipsthumbnail (libjxl 0.7)
+#   colour management: imagepipe converting to sRGB (the default) against the same spec with
+#     `keep_metadata` (no transform), on the Kodak JPEGs (no profile) and on the P3 photo
+# Prints images/s (best of RUNS) and ratios.
+#
+#   scripts/bench-formats.sh            # ROUNDS=4 RUNS=3 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CORPUS=${IMAGEPIPE_CORPUS:-../shared/corpus}
+ROUNDS=${ROUNDS:-4}
+RUNS=${RUNS:-3}
+THREADS=${THREADS:-$(nproc)}
+TARGET=${CARGO_TARGET_DIR:-target}
+
+for tool in vipsthumbnail heif-thumbnailer heif-convert; do
+  command -v "$tool" >/dev/null || {
+    echo "$tool missing: apt-get install libvips-tools heif-thumbnailer libheif-examples" >&2
+    exit 1
+  }
+done
+cargo build --release -q -p workers
+# sharp (npm, with its own libvips 8.17 + libheif 1.20; AV1 only, no HEVC) for AVIF, when node is here.
+SHARP=${SHARP_PREFIX:-$TARGET/sharp}
+if command -v npm >/dev/null && [ ! -d "$SHARP/node_modules/sharp" ]; then
+  npm install --silent --prefix "$SHARP" sharp@0.34 >/dev/null 2>&1 || true
+fi
+HAVE_SHARP=0
+[ -d "$SHARP/node_modules/sharp" ] && HAVE_SHARP=1
+WORKER="$TARGET/release/worker"
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+cat > "$OUT/sharp.js" <<'JS'
+// node sharp.js OUTDIR CONCURRENCY FILES... : 256 px JPEG q80 thumbnails, CONCURRENCY at once
+const sharp = require('sharp');
+const [out, conc, ...files] = process.argv.slice(2);
+sharp.concurrency(1);
+let next = 0;
+async function worker() {
+  while (next < files.length) {
+    const n = next++;
+    await sharp(files[n]).resize(256, 256, { fit: 'inside' }).jpeg({ quality: 80 }).toFile(`${out}/${n}.jpg`);
+  }
+}
+Promise.all(Array.from({ length: Number(conc) }, worker)).catch((e) => { console.error(e); process.exit(1); });
+JS
+SPEC='{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
+KEEP='{"keep_metadata":true,"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
+
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
+repeat() { local -n list=$1; local all=(); for _ in $(seq "$ROUNDS"); do all+=("${list[@]}"); done; printf '%s\n' "${all[@]}"; }
+ours() { "$WORKER" transform --threads "$THREADS" --spec "$1" --out "$OUT/ours" "${@:2}"; }
+row() {
+  python3 - "$@" <<'PY'
+import sys
+label, n, *pairs = sys.argv[1:]
+vals = [(pairs[i], float(pairs[i + 1])) for i in range(0, len(pairs), 2)]
+ours = vals[0][1]
+cells = "  ".join(f"{name} {v:7.1f}/s ({ours / v:4.2f}x)" if i else f"{name} {v:7.1f}/s"
+                  for i, (name, v) in enumerate(vals))
+print(f"{label:<26} {int(n):4d}  {cells}")
+PY
+}
+# cli N TEMPLATE FILES... : one process per file, $THREADS at a time; in TEMPLATE {} is the
+# input and {o} a fresh output path (without extension)
+cli() {
+  local n=$1 template=$2 i=0 cmds="$OUT/cmds"; shift 2
+  : > "$cmds"
+  for f in "$@"; do
+    i=$((i + 1))
+    local c=${template//\{\}/$f}
+    echo "${c//\{o\}/$OUT/x$i}" >> "$cmds"
+  done
+  best_rate "$n" xargs -a "$cmds" -P "$THREADS" -d "\\n" -I CMD sh -c CMD
+}
+
+echo "256 px JPEG thumbnails, $THREADS threads, best of $RUNS (ratios: imagepipe ÷ other)"
+for set in heic avif jxl; do
+  case $set in
+    heic) base=("$CORPUS"/camera/*.heic) ;;
+    avif) base=("$CORPUS"/camera/*.avif) ;;
+    jxl) base=("$CORPUS"/camera/8bit-sRGB.jxl) ;;
+  esac
+  mapfile -t files < <(repeat base)
+  n=${#files[@]}
+  o=$(best_rate "$n" ours "$SPEC" "${files[@]}")
+  v=$(cli "$n" 'vipsthumbnail -s 256x256 -o {o}.jpg[Q=80,strip] {}' "${files[@]}")
+  if [ "$set" = jxl ]; then
+    row "$set (jxl-oxide)" "$n" imagepipe "$o" vips "$v"
+  else
+    t=$(cli "$n" 'heif-thumbnailer -s 256 {} {o}.png' "${files[@]}")
+    c=$(cli "$n" 'heif-convert -q 80 {} {o}.jpg' "${files[@]}")
+    row "$set (libheif)" "$n" imagepipe "$o" vips "$v" heif-thumbnailer "$t" heif-convert "$c"
+    if [ "$set" = avif ] && [ "$HAVE_SHARP" = 1 ]; then
+      # sharp's prebuilt AV1 decoder refuses the 10-bit file: compared on the 8-bit one alone.
+      eight=()
+      for _ in $(seq $((ROUNDS * 2))); do eight+=("$CORPUS/camera/8bit-sRGB.avif"); done
+      mkdir -p "$OUT/sharp"
+      o=$(best_rate "${#eight[@]}" ours "$SPEC" "${eight[@]}")
+      sh=$(best_rate "${#eight[@]}" env NODE_PATH="$SHARP/node_modules" node "$OUT/sharp.js" "$OUT/sharp" "$THREADS" "${eight[@]}")
+      v=$(cli "${#eight[@]}" 'vipsthumbnail -s 256x256 -o {o}.jpg[Q=80,strip] {}' "${eight[@]}")
+      row "avif 8-bit (sharp)" "${#eight[@]}" imagepipe "$o" sharp "$sh" vips "$v"
+    fi
+  fi
+done
+
+echo
+echo "colour management: converted to sRGB ÷ left as is (keep_metadata); runs alternate, best of $((RUNS * 2))"
+for set in kodak p3; do
+  case $set in
+    kodak) base=("$CORPUS"/jpeg/*.jpg) ; copies=$((ROUNDS * 8)) ;;
+    p3) base=("$CORPUS"/large/nikon_d3s_iptc-mess.jpg) ; copies=$((ROUNDS * 8)) ;;
+  esac
+  files=()
+  for _ in $(seq "$copies"); do files+=("${base[@]}"); done
+  n=${#files[@]}
+  kept=0 conv=0
+  for _ in $(seq $((RUNS * 2))); do
+    kept=$(python3 -c "print(max($kept, $(RUNS=1 best_rate "$n" ours "$KEEP" "${files[@]}")))")
+    conv=$(python3 -c "print(max($conv, $(RUNS=1 best_rate "$n" ours "$SPEC" "${files[@]}")))")
+  done
+  row "$set" "$n" converted "$conv" kept "$kept"
+done
