@@ -34,6 +34,8 @@ fn jobs(n: usize, spec: &Spec, owners: usize) -> Vec<NewJob> {
                     format: SourceFormat::Jpeg,
                     width: 768,
                     height: 512,
+                    colour_space: None,
+                    hdr: None,
                 },
                 id,
                 spec: spec.clone(),

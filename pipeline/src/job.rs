@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Container, RawLayout, SourceFormat};
+use crate::engine::{ColourSpace, Container, HdrTransfer, RawLayout, SourceFormat};
 use crate::failure::FailureCode;
 use crate::spec::{Priority, Spec};
 use crate::video::VideoInfo;
@@ -80,6 +80,11 @@ pub enum JobInput {
         format: SourceFormat,
         width: u32,
         height: u32,
+        /// From the header at upload; absent in records written before it was kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        colour_space: Option<ColourSpace>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hdr: Option<HdrTransfer>,
     },
     /// Encoded video frames, one object each, in order.
     Frames { keys: Vec<String>, bytes: u64 },
@@ -147,6 +152,10 @@ pub enum Media {
         format: SourceFormat,
         width: u32,
         height: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        colour_space: Option<ColourSpace>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hdr: Option<HdrTransfer>,
     },
     Video(VideoInfo),
 }
@@ -295,11 +304,15 @@ fn image_media(input: &JobInput) -> Option<Media> {
             format,
             width,
             height,
+            colour_space,
+            hdr,
             ..
         } => Some(Media::Image {
             format: *format,
             width: *width,
             height: *height,
+            colour_space: *colour_space,
+            hdr: *hdr,
         }),
         _ => None,
     }

@@ -112,6 +112,8 @@ pub(super) fn image_input(key: ObjectKey, (info, bytes): (SourceInfo, u64)) -> J
         format: info.format,
         width: info.width,
         height: info.height,
+        colour_space: Some(info.colour_space),
+        hdr: info.hdr,
     }
 }
 

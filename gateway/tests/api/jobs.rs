@@ -588,19 +588,61 @@ async fn camera_format_uploads_come_out_at_their_displayed_size() {
     })
     .await;
     let spec = r#"{"outputs":[{"name":"t","ops":[{"op":"resize","width":100}]}]}"#;
-    for (file, content_type, height) in [
-        ("camera/ycbcr_jpeg_8bit.tif", "image/jpeg", 75),
-        ("camera/rgb-3c-16b.tiff", "image/jpeg", 96),
-        ("camera/V5_24_Bit.bmp", "image/png", 81),
-        ("camera/IMG_2682.heic", "image/jpeg", 75),
-        ("camera/samsung-one-ui-6.heic", "image/jpeg", 133),
-        ("camera/8bit-sRGB.avif", "image/avif", 67),
-        ("camera/10bit-HDR-P3-nclx.avif", "image/avif", 152),
-        ("camera/8bit-sRGB.jxl", "image/jpeg", 75),
+    // The colour space the record's `media` names, where the file's description is known.
+    for (file, content_type, height, colour) in [
+        ("camera/ycbcr_jpeg_8bit.tif", "image/jpeg", 75, None),
+        ("camera/rgb-3c-16b.tiff", "image/jpeg", 96, None),
+        ("camera/V5_24_Bit.bmp", "image/png", 81, None),
+        (
+            "camera/IMG_2682.heic",
+            "image/jpeg",
+            75,
+            Some(("display_p3", None)),
+        ),
+        (
+            "camera/samsung-one-ui-6.heic",
+            "image/jpeg",
+            133,
+            Some(("srgb", None)),
+        ),
+        (
+            "camera/8bit-sRGB.avif",
+            "image/avif",
+            67,
+            Some(("srgb", None)),
+        ),
+        (
+            "camera/10bit-HDR-P3-nclx.avif",
+            "image/avif",
+            152,
+            Some(("display_p3", Some("pq"))),
+        ),
+        (
+            "camera/8bit-sRGB.jxl",
+            "image/jpeg",
+            75,
+            Some(("srgb", None)),
+        ),
+        (
+            "large/nikon_d3s_iptc-mess.jpg",
+            "image/jpeg",
+            67,
+            Some(("display_p3", None)),
+        ),
+        (
+            "formats/Channel_digital_image_CMYK_color.jpg",
+            "image/jpeg",
+            67,
+            Some(("cmyk", None)),
+        ),
     ] {
         let id = app.submit_ok(corpus(file), spec).await;
         let job = app.wait_for(&id, Duration::from_secs(60)).await;
         assert_eq!(job["status"], "succeeded", "{file}: {job}");
+        if let Some((space, hdr)) = colour {
+            assert_eq!(job["media"]["colour_space"], space, "{file}: {job}");
+            assert_eq!(job["media"]["hdr"].as_str(), hdr, "{file}: {job}");
+        }
         let output = &job["outputs"][0];
         assert_eq!(output["content_type"], content_type, "{file}");
         assert_eq!(

@@ -10,6 +10,7 @@ use moxcms::{
     CicpColorPrimaries, CicpProfile, ColorProfile, DataColorSpace, Layout, MatrixCoefficients,
     RenderingIntent, TransferCharacteristics, Transform8BitExecutor, TransformOptions,
 };
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Converts 8-bit RGB(A) pixels from a source's colour space to sRGB.
@@ -52,6 +53,97 @@ pub(super) fn from_icc(icc: &[u8]) -> Option<Arc<ToSrgb>> {
     }
     cache.insert(key, verdict.clone());
     verdict
+}
+
+/// The colour space a source's numbers are in, as the job record's `media` names it: sRGB (or
+/// no description at all), a well-known wide gamut, some other RGB profile, gray or CMYK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColourSpace {
+    Srgb,
+    DisplayP3,
+    AdobeRgb,
+    Bt2020,
+    ProphotoRgb,
+    OtherRgb,
+    Gray,
+    Cmyk,
+}
+
+/// An HDR transfer function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HdrTransfer {
+    Pq,
+    Hlg,
+}
+
+/// What a source's header says about its colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceColour {
+    pub space: ColourSpace,
+    pub hdr: Option<HdrTransfer>,
+}
+
+impl SourceColour {
+    pub const SRGB: SourceColour = SourceColour {
+        space: ColourSpace::Srgb,
+        hdr: None,
+    };
+
+    /// Names an ICC profile: by data colour space, then (RGB) sRGB when the transform to sRGB
+    /// changes nothing, else the well-known gamut whose primaries it has.
+    pub fn of_icc(icc: &[u8]) -> SourceColour {
+        let Ok(profile) = ColorProfile::new_from_slice(icc) else {
+            return SourceColour::SRGB;
+        };
+        let space = match profile.color_space {
+            DataColorSpace::Gray => ColourSpace::Gray,
+            DataColorSpace::Cmyk => ColourSpace::Cmyk,
+            DataColorSpace::Rgb if from_icc(icc).is_none() => ColourSpace::Srgb,
+            DataColorSpace::Rgb => known_gamut(&profile),
+            _ => ColourSpace::OtherRgb,
+        };
+        SourceColour { space, hdr: None }
+    }
+
+    pub fn of_cicp(cicp: Cicp) -> SourceColour {
+        let space = match cicp.primaries {
+            1 | 2 => ColourSpace::Srgb,
+            11 | 12 => ColourSpace::DisplayP3,
+            9 => ColourSpace::Bt2020,
+            _ => ColourSpace::OtherRgb,
+        };
+        let hdr = match cicp.transfer {
+            16 => Some(HdrTransfer::Pq),
+            18 => Some(HdrTransfer::Hlg),
+            _ => None,
+        };
+        SourceColour { space, hdr }
+    }
+}
+
+/// The well-known RGB gamut whose primaries (PCS colorants) `profile` has, within 0.005.
+fn known_gamut(profile: &ColorProfile) -> ColourSpace {
+    let colorants = |p: &ColorProfile| {
+        [p.red_colorant, p.green_colorant, p.blue_colorant].map(|c| [c.x, c.y, c.z])
+    };
+    let ours = colorants(profile);
+    let close = |known: &ColorProfile| {
+        ours.iter()
+            .flatten()
+            .zip(colorants(known).iter().flatten())
+            .all(|(a, b)| (a - b).abs() < 0.005)
+    };
+    [
+        (ColorProfile::new_display_p3(), ColourSpace::DisplayP3),
+        (ColorProfile::new_adobe_rgb(), ColourSpace::AdobeRgb),
+        (ColorProfile::new_bt2020(), ColourSpace::Bt2020),
+        (ColorProfile::new_pro_photo_rgb(), ColourSpace::ProphotoRgb),
+    ]
+    .into_iter()
+    .find(|(known, _)| close(known))
+    .map_or(ColourSpace::OtherRgb, |(_, space)| space)
 }
 
 /// The colour description of an AVIF/HEIF `nclx` box or a JPEG XL header, as CICP code points.
@@ -205,6 +297,29 @@ mod tests {
         assert!(
             r > 200 && g < 60 && b < 60,
             "P3 (200,60,60) gave {r},{g},{b}"
+        );
+    }
+
+    #[test]
+    fn profiles_and_cicp_are_named_by_what_they_describe() {
+        let named = |p: ColorProfile| SourceColour::of_icc(&p.encode().expect("encode")).space;
+        assert_eq!(named(ColorProfile::new_srgb()), ColourSpace::Srgb);
+        assert_eq!(
+            named(ColorProfile::new_display_p3()),
+            ColourSpace::DisplayP3
+        );
+        assert_eq!(named(ColorProfile::new_adobe_rgb()), ColourSpace::AdobeRgb);
+        assert_eq!(SourceColour::of_icc(b"junk"), SourceColour::SRGB);
+        let hdr = SourceColour::of_cicp(Cicp {
+            primaries: 9,
+            transfer: 16,
+        });
+        assert_eq!(
+            hdr,
+            SourceColour {
+                space: ColourSpace::Bt2020,
+                hdr: Some(HdrTransfer::Pq)
+            }
         );
     }
 

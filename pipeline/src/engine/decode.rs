@@ -9,8 +9,9 @@ use std::sync::Arc;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use serde::Serialize;
+use turbojpeg::Colorspace;
 
-use super::colour::{self, ToSrgb};
+use super::colour::{self, ColourSpace, HdrTransfer, SourceColour, ToSrgb};
 use super::error::{panic_message, EngineError};
 use super::jpeg::{self, JpegHeader};
 use super::sniff::{sniff, Sniffed, SourceFormat};
@@ -24,6 +25,11 @@ pub struct SourceInfo {
     /// Upright size: after the EXIF orientation is applied.
     pub width: u32,
     pub height: u32,
+    /// The colour space its numbers are in (from its ICC profile or CICP).
+    pub colour_space: ColourSpace,
+    /// PQ or HLG, for HDR sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hdr: Option<HdrTransfer>,
 }
 
 /// A read header: what is needed to plan and then decode.
@@ -32,6 +38,7 @@ pub(super) struct Header {
     /// Size as stored, before orientation.
     pub stored: (u32, u32),
     pub orientation: Orientation,
+    pub colour: SourceColour,
     /// Set when libjpeg-turbo decodes it; `None` for other formats and for JPEGs left to the
     /// lenient decoder.
     pub jpeg: Option<JpegHeader>,
@@ -44,6 +51,8 @@ impl Header {
             format: self.format,
             width,
             height,
+            colour_space: self.colour.space,
+            hdr: self.colour.hdr,
         }
     }
 }
@@ -90,10 +99,23 @@ pub(super) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, Engin
                     .as_deref()
                     .and_then(Orientation::from_exif_chunk)
                     .unwrap_or(Orientation::NoTransforms);
+                let colour = match (&header.icc, header.colorspace) {
+                    (Some(icc), _) => SourceColour::of_icc(icc),
+                    (None, Colorspace::Gray) => SourceColour {
+                        space: ColourSpace::Gray,
+                        hdr: None,
+                    },
+                    (None, Colorspace::CMYK | Colorspace::YCCK) => SourceColour {
+                        space: ColourSpace::Cmyk,
+                        hdr: None,
+                    },
+                    (None, _) => SourceColour::SRGB,
+                };
                 return Ok(Header {
                     format,
                     stored: (header.width, header.height),
                     orientation,
+                    colour,
                     jpeg: Some(header),
                 });
             }
@@ -101,27 +123,21 @@ pub(super) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, Engin
         // libheif and jxl-oxide turn the image upright themselves (`irot`/`imir`, the JXL
         // header's orientation); EXIF orientation is not applied on top (API.md).
         let own_decoder = match format {
-            SourceFormat::Heif | SourceFormat::Avif => Some(heif::dimensions(bytes, format)?),
-            SourceFormat::Jxl => Some(jxl::dimensions(bytes, max_alloc(limits))?),
+            SourceFormat::Heif | SourceFormat::Avif => Some(heif::header(bytes, format)?),
+            SourceFormat::Jxl => Some(jxl::header(bytes, max_alloc(limits))?),
+            SourceFormat::Tiff => {
+                super::tiff::ycbcr_dimensions(bytes).map(|s| (s, SourceColour::SRGB))
+            }
             _ => None,
         };
-        if let Some(stored) = own_decoder {
+        if let Some((stored, colour)) = own_decoder {
             return Ok(Header {
                 format,
                 stored,
                 orientation: Orientation::NoTransforms,
+                colour,
                 jpeg: None,
             });
-        }
-        if format == SourceFormat::Tiff {
-            if let Some(stored) = super::tiff::ycbcr_dimensions(bytes) {
-                return Ok(Header {
-                    format,
-                    stored,
-                    orientation: Orientation::NoTransforms,
-                    jpeg: None,
-                });
-            }
         }
         let mut decoder = image_decoder(bytes, format, limits)?;
         let stored = decoder.dimensions();
@@ -129,10 +145,19 @@ pub(super) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, Engin
             return Err(EngineError::decode(format.name(), "zero width or height"));
         }
         let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        let colour = match decoder.icc_profile().ok().flatten() {
+            Some(icc) => SourceColour::of_icc(&icc),
+            None if !decoder.color_type().has_color() => SourceColour {
+                space: ColourSpace::Gray,
+                hdr: None,
+            },
+            None => SourceColour::SRGB,
+        };
         Ok(Header {
             format,
             stored,
             orientation,
+            colour,
             jpeg: None,
         })
     })?;

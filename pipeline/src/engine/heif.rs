@@ -6,7 +6,7 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageBuffer, RgbImage, RgbaImage};
 use libheif_rs::{ColorSpace, HeifContext, ImageHandle, ItemId, RgbChroma};
 
-use super::colour::Cicp;
+use super::colour::{Cicp, SourceColour};
 use super::decode::Metadata;
 use super::error::EngineError;
 use super::sniff::SourceFormat;
@@ -30,11 +30,37 @@ fn primary(context: &HeifContext, format: SourceFormat) -> Result<ImageHandle, E
         .map_err(|e| failed(format, e))
 }
 
-/// The displayed size of the primary image (after `irot`), from the boxes alone.
-pub(super) fn dimensions(bytes: &[u8], format: SourceFormat) -> Result<(u32, u32), EngineError> {
+/// The displayed size of the primary image (after `irot`) and its colour description, from the
+/// boxes alone.
+pub(super) fn header(
+    bytes: &[u8],
+    format: SourceFormat,
+) -> Result<((u32, u32), SourceColour), EngineError> {
     let context = HeifContext::read_from_bytes(bytes).map_err(|e| failed(format, e))?;
     let handle = primary(&context, format)?;
-    Ok((handle.width(), handle.height()))
+    let (icc, cicp) = colour_of(&handle);
+    let colour = match (icc, cicp) {
+        (Some(icc), _) => SourceColour::of_icc(&icc),
+        (None, Some(cicp)) => SourceColour::of_cicp(cicp),
+        (None, None) => SourceColour::SRGB,
+    };
+    Ok(((handle.width(), handle.height()), colour))
+}
+
+/// The primary image's ICC profile, or else its `nclx` description.
+fn colour_of(handle: &ImageHandle) -> (Option<Vec<u8>>, Option<Cicp>) {
+    let icc = handle
+        .color_profile_raw()
+        .filter(|p| !p.data.is_empty())
+        .map(|p| p.data);
+    let cicp = match icc {
+        Some(_) => None,
+        None => handle.color_profile_nclx().map(|nclx| Cicp {
+            primaries: nclx.color_primaries() as u8,
+            transfer: nclx.transfer_characteristics() as u8,
+        }),
+    };
+    (icc, cicp)
 }
 
 /// Decodes the primary image to 8-bit RGB(A); call after [`dimensions`] passed the pixel limit.
@@ -52,17 +78,7 @@ pub(super) fn decode(
     let context = HeifContext::read_from_bytes(bytes).map_err(|e| failed(format, e))?;
     let handle = primary(&context, format)?;
     // Colours and metadata are the primary image's; a thumbnail may not repeat them.
-    let icc = handle
-        .color_profile_raw()
-        .filter(|p| !p.data.is_empty())
-        .map(|p| p.data);
-    let cicp = match icc {
-        Some(_) => None,
-        None => handle.color_profile_nclx().map(|nclx| Cicp {
-            primaries: nclx.color_primaries() as u8,
-            transfer: nclx.transfer_characteristics() as u8,
-        }),
-    };
+    let (icc, cicp) = colour_of(&handle);
     let metadata = Metadata {
         exif: exif(&handle),
         icc,

@@ -10,6 +10,7 @@ use jxl_oxide::{
     AllocTracker, EnumColourEncoding, JxlImage, JxlThreadPool, PixelFormat, RenderingIntent,
 };
 
+use super::colour::{HdrTransfer, SourceColour};
 use super::decode::Metadata;
 use super::error::EngineError;
 use super::sniff::SourceFormat;
@@ -28,10 +29,22 @@ fn open(bytes: &[u8], max_alloc: u64) -> Result<JxlImage, EngineError> {
         .map_err(failed)
 }
 
-/// The displayed size (orientation applied), from the header alone.
-pub(super) fn dimensions(bytes: &[u8], max_alloc: u64) -> Result<(u32, u32), EngineError> {
+/// The displayed size (orientation applied) and the colour description, from the header.
+pub(super) fn header(
+    bytes: &[u8],
+    max_alloc: u64,
+) -> Result<((u32, u32), SourceColour), EngineError> {
     let image = open(bytes, max_alloc)?;
-    Ok((image.width(), image.height()))
+    let hdr = image.hdr_type().map(|hdr| match hdr {
+        jxl_oxide::HdrType::Pq => HdrTransfer::Pq,
+        jxl_oxide::HdrType::Hlg => HdrTransfer::Hlg,
+    });
+    let icc = image
+        .original_icc()
+        .map(<[u8]>::to_vec)
+        .unwrap_or_else(|| image.rendered_icc());
+    let space = SourceColour::of_icc(&icc).space;
+    Ok(((image.width(), image.height()), SourceColour { space, hdr }))
 }
 
 /// Decodes the first keyframe to 8 bits; call after [`dimensions`] passed the pixel limit.

@@ -39,6 +39,7 @@ use rayon::prelude::*;
 
 use crate::spec::{Format, OutputSpec, Placeholder, Spec, SPRITE_OUTPUT, SPRITE_TRACK_OUTPUT};
 
+pub use colour::{ColourSpace, HdrTransfer};
 pub use decode::SourceInfo;
 pub use error::EngineError;
 pub use frames::{sprite_track, RawLayout, RawPixelFormat, SpriteLayout};
@@ -723,6 +724,8 @@ fn decode_frame(
                     format: SourceFormat::Jpeg,
                     width: layout.width,
                     height: layout.height,
+                    colour_space: ColourSpace::Srgb,
+                    hdr: None,
                 },
                 metadata: Default::default(),
                 // ffmpeg hands over sRGB-range RGB already.

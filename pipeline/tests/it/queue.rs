@@ -63,6 +63,8 @@ pub(crate) fn new_job(priority: Priority, owner: Option<&str>) -> NewJob {
             format: SourceFormat::Jpeg,
             width: 640,
             height: 480,
+            colour_space: None,
+            hdr: None,
         },
         id,
         spec,

@@ -449,6 +449,8 @@ async fn the_orphan_sweep_deletes_only_objects_whose_job_expired() {
                 format: SourceFormat::Jpeg,
                 width: 1,
                 height: 1,
+                colour_space: None,
+                hdr: None,
             },
             owner: None,
             request_id: None,
