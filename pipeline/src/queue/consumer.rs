@@ -263,7 +263,19 @@ impl Consumer {
                     .map(|kv| (kv[0].clone(), kv[1].clone()))
                     .collect();
                 let token = fields.get("lease").and_then(|t| t.parse().ok());
-                match (JobRecord::from_fields(&d.job_id, &fields)?, token) {
+                let record = match JobRecord::from_fields(&d.job_id, &fields) {
+                    Ok(record) => record,
+                    // Written by a newer gateway (a format this worker does not know): skip it
+                    // and keep the rest of the batch; once its lease expires a worker that can
+                    // read it takes it over.
+                    Err(e) => {
+                        return Ok(Started::Dropped {
+                            job_id: d.job_id.clone(),
+                            reason: format!("unreadable here: {}", e.reason),
+                        })
+                    }
+                };
+                match (record, token) {
                     (Some(record), Some(token)) => Ok(Started::Run(
                         Lease {
                             stream: d.stream,

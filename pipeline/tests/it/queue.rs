@@ -231,6 +231,47 @@ async fn a_job_goes_queued_running_succeeded_with_ttl_and_events() {
     queue.purge().await.ok();
 }
 
+/// A record this worker cannot read (its input names a format from a newer release) is skipped,
+/// not fatal: the rest of the batch runs, and the record is left for a worker that can read it.
+#[tokio::test]
+async fn an_unreadable_record_is_dropped_and_the_rest_of_its_batch_runs() {
+    let queue = queue("unreadable").await;
+    let consumer = consumer(&queue, &redis_url()).await;
+    let (good, newer) = (
+        new_job(Priority::Normal, None),
+        new_job(Priority::Normal, None),
+    );
+    assert!(queue.enqueue(&good).await.unwrap());
+    assert!(queue.enqueue(&newer).await.unwrap());
+    let input = format!(
+        r#"{{"kind":"image","key":"originals/{}","bytes":1,"format":"qoi","width":1,"height":1}}"#,
+        newer.id
+    );
+    let _: i64 = redis_query(
+        redis::cmd("HSET")
+            .arg(queue.keys().job(&newer.id))
+            .arg("input")
+            .arg(input),
+    )
+    .await;
+    let deliveries = consumer.fetch(2, Duration::ZERO).await.unwrap();
+    assert_eq!(deliveries.len(), 2);
+    let started = consumer.start(&deliveries).await.unwrap();
+    let ran: Vec<&str> = started
+        .iter()
+        .filter_map(|s| match s {
+            Started::Run(lease, _) => Some(lease.job_id.as_str()),
+            Started::Dropped { .. } => None,
+        })
+        .collect();
+    assert_eq!(ran, [good.id.as_str()]);
+    assert!(
+        started.iter().any(|s| matches!(s,
+            Started::Dropped { job_id, reason } if *job_id == newer.id && reason.contains("qoi"))),
+        "{started:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_late_duplicate_delivery_is_acknowledged_and_dropped() {
     let queue = queue("duplicate").await;
