@@ -86,10 +86,13 @@ pub struct SourceColour {
 }
 
 impl SourceColour {
-    pub const SRGB: SourceColour = SourceColour {
-        space: ColourSpace::Srgb,
-        hdr: None,
-    };
+    pub const SRGB: SourceColour = SourceColour::sdr(ColourSpace::Srgb);
+    pub const GRAY: SourceColour = SourceColour::sdr(ColourSpace::Gray);
+    pub const CMYK: SourceColour = SourceColour::sdr(ColourSpace::Cmyk);
+
+    const fn sdr(space: ColourSpace) -> SourceColour {
+        SourceColour { space, hdr: None }
+    }
 
     /// Names an ICC profile: by data colour space, then (RGB) sRGB when the transform to sRGB
     /// changes nothing, else the well-known gamut whose primaries it has.

@@ -91,79 +91,77 @@ pub(super) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, Engin
         // A GIF's logical screen is allocated whole: judge it before any decoder runs.
         EngineError::check_pixels(u64::from(screen.0), u64::from(screen.1), limits.max_pixels)?;
     }
-    let header = guard(format, || {
-        if format == SourceFormat::Jpeg {
-            if let Some(header) = jpeg::read_header(bytes)? {
-                let orientation = header
-                    .exif
-                    .as_deref()
-                    .and_then(Orientation::from_exif_chunk)
-                    .unwrap_or(Orientation::NoTransforms);
-                let colour = match (&header.icc, header.colorspace) {
-                    (Some(icc), _) => SourceColour::of_icc(icc),
-                    (None, Colorspace::Gray) => SourceColour {
-                        space: ColourSpace::Gray,
-                        hdr: None,
-                    },
-                    (None, Colorspace::CMYK | Colorspace::YCCK) => SourceColour {
-                        space: ColourSpace::Cmyk,
-                        hdr: None,
-                    },
-                    (None, _) => SourceColour::SRGB,
-                };
-                return Ok(Header {
-                    format,
-                    stored: (header.width, header.height),
-                    orientation,
-                    colour,
-                    jpeg: Some(header),
-                });
-            }
-        }
-        // libheif and jxl-oxide turn the image upright themselves (`irot`/`imir`, the JXL
-        // header's orientation); EXIF orientation is not applied on top (API.md).
-        let own_decoder = match format {
-            SourceFormat::Heif | SourceFormat::Avif => Some(heif::header(bytes, format)?),
-            SourceFormat::Jxl => Some(jxl::header(bytes, max_alloc(limits))?),
-            SourceFormat::Tiff => {
-                super::tiff::ycbcr_dimensions(bytes).map(|s| (s, SourceColour::SRGB))
-            }
-            _ => None,
-        };
-        if let Some((stored, colour)) = own_decoder {
-            return Ok(Header {
-                format,
-                stored,
-                orientation: Orientation::NoTransforms,
-                colour,
-                jpeg: None,
-            });
-        }
-        let mut decoder = image_decoder(bytes, format, limits)?;
-        let stored = decoder.dimensions();
-        if stored.0 == 0 || stored.1 == 0 {
-            return Err(EngineError::decode(format.name(), "zero width or height"));
-        }
-        let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-        let colour = match decoder.icc_profile().ok().flatten() {
-            Some(icc) => SourceColour::of_icc(&icc),
-            None if !decoder.color_type().has_color() => SourceColour {
-                space: ColourSpace::Gray,
-                hdr: None,
-            },
-            None => SourceColour::SRGB,
-        };
-        Ok(Header {
-            format,
-            stored,
-            orientation,
-            colour,
-            jpeg: None,
-        })
-    })?;
+    let header = guard(format, || header_of(bytes, format, limits))?;
     let (w, h) = header.stored;
     EngineError::check_pixels(u64::from(w), u64::from(h), limits.max_pixels)?;
     Ok(header)
+}
+
+/// The header as the format's decoder reads it.
+fn header_of(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Header, EngineError> {
+    if format == SourceFormat::Jpeg {
+        if let Some(header) = jpeg::read_header(bytes)? {
+            return Ok(jpeg_header(header));
+        }
+    }
+    // libheif and jxl-oxide turn the image upright themselves (`irot`/`imir`, the JXL
+    // header's orientation); EXIF orientation is not applied on top (API.md).
+    let own_decoder = match format {
+        SourceFormat::Heif | SourceFormat::Avif => Some(heif::header(bytes, format)?),
+        SourceFormat::Jxl => Some(jxl::header(bytes, max_alloc(limits))?),
+        SourceFormat::Tiff => super::tiff::ycbcr_dimensions(bytes).map(|s| (s, SourceColour::SRGB)),
+        _ => None,
+    };
+    if let Some((stored, colour)) = own_decoder {
+        return Ok(Header {
+            format,
+            stored,
+            orientation: Orientation::NoTransforms,
+            colour,
+            jpeg: None,
+        });
+    }
+    let mut decoder = image_decoder(bytes, format, limits)?;
+    let stored = decoder.dimensions();
+    if stored.0 == 0 || stored.1 == 0 {
+        return Err(EngineError::decode(format.name(), "zero width or height"));
+    }
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let colour = match decoder.icc_profile().ok().flatten() {
+        Some(icc) => SourceColour::of_icc(&icc),
+        None if !decoder.color_type().has_color() => SourceColour::GRAY,
+        None => SourceColour::SRGB,
+    };
+    Ok(Header {
+        format,
+        stored,
+        orientation,
+        colour,
+        jpeg: None,
+    })
+}
+
+/// A JPEG header libjpeg-turbo read: EXIF orientation, and the colours its profile (or, without
+/// one, its colour transform) says.
+fn jpeg_header(header: JpegHeader) -> Header {
+    let orientation = header
+        .exif
+        .as_deref()
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    let colour = match (&header.icc, header.colorspace) {
+        (Some(icc), _) => SourceColour::of_icc(icc),
+        (None, Colorspace::Gray) => SourceColour::GRAY,
+        (None, Colorspace::CMYK | Colorspace::YCCK) => SourceColour::CMYK,
+        (None, _) => SourceColour::SRGB,
+    };
+    Header {
+        format: SourceFormat::Jpeg,
+        stored: (header.width, header.height),
+        orientation,
+        colour,
+        jpeg: Some(header),
+    }
 }
 
 /// Decodes at the smallest scale that keeps at least `min_scale` of the full size (JPEG only;
