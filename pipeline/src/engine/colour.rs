@@ -117,12 +117,10 @@ impl SourceColour {
             9 => ColourSpace::Bt2020,
             _ => ColourSpace::OtherRgb,
         };
-        let hdr = match cicp.transfer {
-            16 => Some(HdrTransfer::Pq),
-            18 => Some(HdrTransfer::Hlg),
-            _ => None,
-        };
-        SourceColour { space, hdr }
+        SourceColour {
+            space,
+            hdr: cicp.hdr(),
+        }
     }
 }
 
@@ -157,9 +155,14 @@ pub(super) struct Cicp {
 }
 
 impl Cicp {
-    /// PQ (SMPTE ST 2084) or HLG: values above SDR white that need tone-mapping.
-    pub fn is_hdr(self) -> bool {
-        matches!(self.transfer, 16 | 18)
+    /// PQ (SMPTE ST 2084, code 16) or HLG (code 18): values above SDR white that need
+    /// tone-mapping.
+    pub fn hdr(self) -> Option<HdrTransfer> {
+        match self.transfer {
+            16 => Some(HdrTransfer::Pq),
+            18 => Some(HdrTransfer::Hlg),
+            _ => None,
+        }
     }
 }
 

@@ -86,7 +86,7 @@ pub(super) fn decode(
     let source = usable_thumbnail(&handle, min_scale);
     let handle = source.as_ref().unwrap_or(&handle);
     let alpha = handle.has_alpha_channel();
-    if let Some(hdr) = cicp.filter(|c| c.is_hdr()) {
+    if let Some(hdr) = cicp.filter(|c| c.hdr().is_some()) {
         let image = decode_hdr(handle, format, alpha, hdr, min_scale)?;
         return Ok(HeifImage {
             image,

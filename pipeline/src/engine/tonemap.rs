@@ -6,7 +6,7 @@
 use image::{DynamicImage, RgbImage, RgbaImage};
 use rayon::prelude::*;
 
-use super::colour::Cicp;
+use super::colour::{Cicp, HdrTransfer};
 
 /// SDR reference white, in cd/m².
 const REFERENCE_WHITE: f32 = 203.0;
@@ -88,13 +88,10 @@ impl Light {
         let table = |f: fn(f32) -> f32| -> Vec<f32> {
             (0..=max).map(|v| f(v as f32 / max as f32)).collect()
         };
-        match cicp.transfer {
-            16 => Some(Light::Pq(table(|e| {
-                pq_eotf(e) * 10_000.0 / REFERENCE_WHITE
-            }))),
-            18 => Some(Light::Hlg(table(hlg_inverse_oetf), weights)),
-            _ => None,
-        }
+        Some(match cicp.hdr()? {
+            HdrTransfer::Pq => Light::Pq(table(|e| pq_eotf(e) * 10_000.0 / REFERENCE_WHITE)),
+            HdrTransfer::Hlg => Light::Hlg(table(hlg_inverse_oetf), weights),
+        })
     }
 
     fn rgb(&self, px: &[u16], max: usize) -> [f32; 3] {
