@@ -219,6 +219,7 @@ pub fn from_probe(e: EngineError) -> ApiError {
         }
         EngineError::PixelLimit { .. }
         | EngineError::OutputTooLarge { .. }
+        | EngineError::FrameLimit { .. }
         | EngineError::Decode { .. }
         | EngineError::BadFrames(_) => ApiError::Unprocessable(e.to_string()),
         EngineError::Video(video) => match video.code() {

@@ -16,9 +16,14 @@ use serde_json::Value;
 
 use crate::processes::{upload, Cluster, LIGHT};
 
-/// Every case: a name and its bytes.
-fn cases() -> Vec<(String, Vec<u8>)> {
-    let mut cases = Vec::new();
+/// Animated outputs: every frame of an animated source is decoded and encoded twice.
+const ANIMATED: &str = r#"{"outputs":[
+    {"name":"w","ops":[{"op":"resize","width":64}],"format":"webp","animated":true},
+    {"name":"g","ops":[{"op":"resize","width":32}],"format":"gif","animated":true}]}"#;
+
+/// Every case: a name, its bytes and the spec it is sent with.
+fn cases() -> Vec<(String, Vec<u8>, &'static str)> {
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     let mut files = Vec::new();
     collect(&corpus_path("hostile"), &mut files);
     files.sort();
@@ -99,7 +104,48 @@ fn cases() -> Vec<(String, Vec<u8>)> {
             fixtures::mutate(&originals[which], seed, edits),
         ));
     }
+    let mut cases: Vec<_> = cases.into_iter().map(|(n, b)| (n, b, LIGHT)).collect();
+    cases.extend(animated_cases(mutations / 4));
     cases
+}
+
+/// Animated GIFs, WebPs and an APNG sent with [`ANIMATED`]: whole, cut, mutated, and one with
+/// more frames than `--max-frames`.
+fn animated_cases(mutations: u64) -> Vec<(String, Vec<u8>, &'static str)> {
+    let mut sources: Vec<(String, Vec<u8>)> = [
+        "formats/animated-loop-3.gif",
+        "formats/rotating-squares.webp",
+        "formats/moon_impact.gif",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), std::fs::read(corpus_path(p)).unwrap()))
+    .collect();
+    sources.push(("apng 40 frames".into(), fixtures::apng(80, 60, 40, 0)));
+    let mut cases = vec![(
+        "gif with 3000 frames, animated".to_owned(),
+        fixtures::gif_many_frames(3_000),
+    )];
+    for (name, bytes) in &sources {
+        cases.push((format!("{name}, animated"), bytes.clone()));
+        for i in 1..8 {
+            cases.push((
+                format!("{name} cut at {i}/8, animated"),
+                fixtures::truncate(bytes, f64::from(i) / 8.0),
+            ));
+        }
+    }
+    for seed in 0..mutations {
+        let (name, bytes) = &sources[(seed as usize) % sources.len()];
+        let edits = 1 + (seed as usize * 5) % 16;
+        cases.push((
+            format!("{name} mutated (seed {seed}, {edits} edits), animated"),
+            fixtures::mutate(bytes, seed, edits),
+        ));
+    }
+    cases
+        .into_iter()
+        .map(|(name, bytes)| (name, bytes, ANIMATED))
+        .collect()
 }
 
 fn collect(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
@@ -136,11 +182,11 @@ async fn hostile_input_gets_a_clear_answer_and_never_a_crash() {
         .unwrap();
     let address = cluster.address.clone();
     let answers: Vec<(String, Answer)> =
-        futures::stream::iter(cases.into_iter().map(|(name, bytes)| {
+        futures::stream::iter(cases.into_iter().map(|(name, bytes, spec)| {
             let (http, address) = (http.clone(), address.clone());
             async move {
                 let answer =
-                    match upload(&http, &address, bytes, LIGHT, Duration::from_secs(60)).await {
+                    match upload(&http, &address, bytes, spec, Duration::from_secs(60)).await {
                         Ok(response) => {
                             let status = response.status().as_u16();
                             let body = response.json::<Value>().await.unwrap_or(Value::Null);
@@ -186,7 +232,11 @@ async fn hostile_input_gets_a_clear_answer_and_never_a_crash() {
     let mut ended: BTreeMap<String, usize> = BTreeMap::new();
     for job in &jobs {
         let key = match job["status"].as_str().unwrap() {
-            "succeeded" => "succeeded".to_owned(),
+            "succeeded" => {
+                let name = &names[job["id"].as_str().unwrap()];
+                assert!(!name.starts_with("gif with 3000 frames, animated"), "{job}");
+                "succeeded".to_owned()
+            }
             "failed" => {
                 let code = job["error"]["code"]
                     .as_str()
@@ -201,6 +251,11 @@ async fn hostile_input_gets_a_clear_answer_and_never_a_crash() {
                     "{} is a bad input, not a bug: {job}",
                     names[job["id"].as_str().unwrap()]
                 );
+                if names[job["id"].as_str().unwrap()].starts_with("gif with 3000 frames, animated")
+                {
+                    // Over `--max-frames` (2000), counted before any frame is decoded.
+                    assert_eq!(code, "pixel_limit", "{job}");
+                }
                 format!("failed {code}")
             }
             other => panic!("unexpected final status {other}: {job}"),

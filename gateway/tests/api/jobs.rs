@@ -660,3 +660,48 @@ async fn camera_format_uploads_come_out_at_their_displayed_size() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_animated_upload_comes_back_animated_when_asked() {
+    use image::AnimationDecoder;
+    let app = spawn_app(AppOptions {
+        embedded_workers: 1,
+        ..AppOptions::default()
+    })
+    .await;
+    // The shorthand, as curl users send it: an animated WebP of every frame of a 30-frame GIF.
+    let response = post_raw(
+        &app,
+        "/v1/jobs?w=64&format=webp&animated=1",
+        corpus("formats/rotating-squares.gif"),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let id: Value = response.json().await.unwrap();
+    let job = app
+        .wait_for(id["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let output = &job["outputs"][0];
+    assert_eq!(output["content_type"], "image/webp", "{job}");
+    assert_eq!(output["width"], 64, "{job}");
+    let bytes = app.bytes(output["url"].as_str().unwrap()).await;
+    let decoder = image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&bytes)).unwrap();
+    assert!(decoder.has_animation());
+    let frames = decoder.into_frames().collect_frames().unwrap();
+    assert!(frames.len() > 1, "{} frames", frames.len());
+    assert!(frames.iter().all(|f| f.buffer().width() == 64));
+
+    // Without `animated`, the first frame as before.
+    let id = app
+        .submit_ok(
+            corpus("formats/rotating-squares.gif"),
+            r#"{"outputs":[{"name":"t","ops":[{"op":"resize","width":100}],"format":"webp"}]}"#,
+        )
+        .await;
+    let job = app.wait_for(&id, Duration::from_secs(60)).await;
+    let bytes = app.bytes(job["outputs"][0]["url"].as_str().unwrap()).await;
+    let decoder = image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&bytes)).unwrap();
+    assert!(!decoder.has_animation());
+    app.stop().await;
+}

@@ -258,7 +258,7 @@ fn image_decoder<'a>(
 
 /// Room for the largest image allowed at 16-bit RGBA plus a decoder's own buffers; the pixel
 /// limit itself is checked from the header before decoding.
-fn max_alloc(limits: &Limits) -> u64 {
+pub(super) fn max_alloc(limits: &Limits) -> u64 {
     limits.max_pixels.saturating_mul(8).max(64 << 20)
 }
 

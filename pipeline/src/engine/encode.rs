@@ -24,6 +24,16 @@ pub(super) struct EncodeOptions<'a> {
     pub metadata: Option<&'a Metadata>,
 }
 
+/// Whether the encoder embeds an ICC profile (when the output keeps metadata). Outputs that
+/// cannot are converted to sRGB instead, so they look right without one.
+pub(super) fn embeds_icc(format: Format, lossless: bool) -> bool {
+    match format {
+        Format::Jpeg | Format::Png => true,
+        Format::Webp => lossless,
+        Format::Avif | Format::Gif => false,
+    }
+}
+
 pub(super) fn encode(
     image: &DynamicImage,
     options: &EncodeOptions<'_>,

@@ -23,6 +23,8 @@ pub enum EngineError {
         height: u64,
         reason: String,
     },
+    #[error("the animation has {frames} frames, over the limit of {limit} frames")]
+    FrameLimit { frames: u64, limit: u64 },
     #[error("cannot decode the {format} image: {reason}")]
     Decode {
         format: &'static str,
@@ -62,9 +64,9 @@ impl EngineError {
             EngineError::NotAnImage | EngineError::UnsupportedFormat(_) => {
                 FailureCode::UnsupportedFormat
             }
-            EngineError::PixelLimit { .. } | EngineError::OutputTooLarge { .. } => {
-                FailureCode::PixelLimit
-            }
+            EngineError::PixelLimit { .. }
+            | EngineError::OutputTooLarge { .. }
+            | EngineError::FrameLimit { .. } => FailureCode::PixelLimit,
             EngineError::Decode { .. } | EngineError::BadFrames(_) => FailureCode::DecodeError,
             EngineError::TimedOut => FailureCode::Timeout,
             EngineError::Encode { .. } | EngineError::Cancelled | EngineError::Internal(_) => {

@@ -15,6 +15,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod animation;
 mod colour;
 mod decode;
 mod encode;
@@ -45,10 +46,11 @@ pub use error::EngineError;
 pub use frames::{sprite_track, RawLayout, RawPixelFormat, SpriteLayout};
 pub use sniff::{sniff, Container, Sniffed, SourceFormat, SNIFF_LEN};
 
+use colour::ToSrgb;
 use decode::{Decoded, Header};
 use encode::EncodeOptions;
 use error::panic_message;
-use ops::Working;
+use ops::{SmartPins, Working};
 
 /// Bounds on the work one job may cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,32 +211,35 @@ pub fn process(
     contain_panics(|| {
         let started = std::time::Instant::now();
         let header = decode::read_header(bytes, limits)?;
-        let decoded = decode_for(bytes, &header, spec, limits)?;
+        let animation = animation::inspect(bytes, header.format, spec, limits)?;
+        let decoded = decode_for(bytes, &header, spec, limits, animation.as_ref())?;
         observer.on_timing(Step::Decode, started.elapsed());
         checkpoint(observer, Stage::Decoded)?;
         let placeholder = match spec.placeholder {
             Some(Placeholder::Blurhash) => Some(blurhash(&decoded)?),
             None => None,
         };
-        let done = AtomicUsize::new(0);
-        let total = spec.outputs.len();
-        let outputs = spec
+        let progress = Progress::new(observer, spec.outputs.len());
+        let is_still = |output: &&OutputSpec| {
+            animation.is_none() || !animation::wants_animation(output, header.format)
+        };
+        let mut outputs = spec
             .outputs
             .par_iter()
+            .filter(is_still)
             .map(|output| {
                 let rendition = render(&decoded, spec, output, None, observer)?;
-                let done = done.fetch_add(1, Ordering::Relaxed) + 1;
-                checkpoint(
-                    observer,
-                    Stage::Rendered {
-                        name: &output.name,
-                        done,
-                        total,
-                    },
-                )?;
+                progress.rendered(&output.name)?;
                 Ok(rendition)
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
+        if let Some(animation) = &animation {
+            let animated =
+                animation::render(bytes, &header, &decoded, spec, animation, limits, &progress)?;
+            outputs.extend(animated);
+            // In the spec's order, as without animation.
+            outputs.sort_by_key(|r| spec.outputs.iter().position(|o| o.name == r.name));
+        }
         Ok(Processed {
             source: decoded.info,
             outputs,
@@ -243,15 +248,47 @@ pub fn process(
     })
 }
 
+/// Counts finished outputs for [`Stage::Rendered`].
+struct Progress<'a> {
+    observer: &'a dyn Observer,
+    done: AtomicUsize,
+    total: usize,
+}
+
+impl<'a> Progress<'a> {
+    fn new(observer: &'a dyn Observer, total: usize) -> Self {
+        Progress {
+            observer,
+            done: AtomicUsize::new(0),
+            total,
+        }
+    }
+
+    /// Reports output `name` done; the observer may stop the job here.
+    fn rendered(&self, name: &str) -> Result<(), EngineError> {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        checkpoint(
+            self.observer,
+            Stage::Rendered {
+                name,
+                done,
+                total: self.total,
+            },
+        )
+    }
+}
+
 /// Decodes at the smallest size every output can still be made from.
 fn decode_for(
     bytes: &[u8],
     header: &Header,
     spec: &Spec,
     limits: &Limits,
+    animation: Option<&animation::Container>,
 ) -> Result<Decoded, EngineError> {
     let source = header.info();
-    let mut min_scale = plan_outputs((source.width, source.height), spec, source.format, limits)?;
+    let size = (source.width, source.height);
+    let mut min_scale = plan_outputs(size, spec, source.format, limits, animation)?;
     if spec.placeholder.is_some() {
         // The placeholder is computed from a tiny copy: any decode scale serves it.
         min_scale =
@@ -261,29 +298,41 @@ fn decode_for(
 }
 
 /// Plans every output of `spec` from a source of `size` (refusing any over the limits, alone or
-/// together) and returns the smallest decode scale all of them can be made from.
+/// together; an animated output counts every frame) and returns the smallest decode scale all
+/// of them can be made from.
 fn plan_outputs(
     size: (u32, u32),
     spec: &Spec,
     source_format: SourceFormat,
     limits: &Limits,
+    animation: Option<&animation::Container>,
 ) -> Result<f64, EngineError> {
-    let default_format = source_format.default_output();
     let mut min_scale: f64 = 0.0;
     let mut total: u64 = 0;
     for output in &spec.outputs {
-        let format = output.format.unwrap_or(default_format);
+        let format = output_format(output, source_format);
         let plan = geometry::plan_output(size, output, format, limits.max_pixels)?;
         min_scale = min_scale.max(plan.min_decode_scale);
-        total = total.saturating_add(plan.peak_pixels);
+        let frames = match animation {
+            Some(animation) if animation::wants_animation(output, source_format) => {
+                u64::from(animation.frames)
+            }
+            _ => 1,
+        };
+        total = total.saturating_add(plan.peak_pixels.saturating_mul(frames));
         if total > limits.output_budget() {
+            let counted = if frames > 1 {
+                format!(" ({frames} frames)")
+            } else {
+                String::new()
+            };
             return Err(EngineError::OutputTooLarge {
                 output: output.name.clone(),
                 width: u64::from(plan.final_size.0),
                 height: u64::from(plan.final_size.1),
                 reason: format!(
-                    "the outputs together would pass through {total} pixels, over the budget of \
-                     {} pixels per image",
+                    "the outputs together{counted} would pass through {total} pixels, over the \
+                     budget of {} pixels per image",
                     limits.output_budget()
                 ),
             });
@@ -300,33 +349,22 @@ fn render(
     frame: Option<u32>,
     observer: &dyn Observer,
 ) -> Result<Rendition, EngineError> {
-    let format = output
-        .format
-        .unwrap_or_else(|| decoded.info.format.default_output());
-    let ops_started = std::time::Instant::now();
-    let mut work = Working {
-        image: Cow::Borrowed(&decoded.image),
-        logical: decoded.logical,
-    };
-    for op in &output.ops {
-        checkpoint(observer, Stage::Step)?;
-        work = ops::apply(work, op, format)?;
-    }
-    checkpoint(observer, Stage::Step)?;
-    if work.logical != (work.image.width(), work.image.height()) {
-        // No resize after a shrink-on-load decode (the spec had no ops): restore the full size.
-        work = ops::apply(
-            work,
-            &crate::spec::Op::Resize(full_size_resize(decoded.logical)),
-            format,
-        )?;
-    }
+    let format = output_format(output, decoded.info.format);
     let keeps_metadata = spec.keeps_metadata(output);
-    let image = match &decoded.colour {
-        // Converted on the output's pixels, after the resize: a fraction of the source's.
-        Some(to_srgb) if !keeps_metadata => Cow::Owned(to_srgb.apply(work.image.into_owned())),
-        _ => work.image,
+    let keeps_profile = keeps_metadata && encode::embeds_icc(format, output.lossless);
+    let shaping = Shaping {
+        output,
+        format,
+        to_srgb: to_srgb_for(decoded, keeps_profile),
+        observer,
     };
+    let ops_started = std::time::Instant::now();
+    let image = shape(
+        &decoded.image,
+        decoded.logical,
+        &shaping,
+        &mut SmartPins::Free,
+    )?;
     observer.on_timing(Step::Ops, ops_started.elapsed());
     let encode_started = std::time::Instant::now();
     let data = encode::encode(
@@ -346,6 +384,60 @@ fn render(
         width: image.width(),
         height: image.height(),
         data,
+    })
+}
+
+/// The format `output` is encoded in, from a source in `source`.
+fn output_format(output: &OutputSpec, source: SourceFormat) -> Format {
+    output.format.unwrap_or_else(|| source.default_output())
+}
+
+/// The conversion to sRGB an output needs: none for sRGB sources, none when the output embeds
+/// the source's profile (it keeps metadata and its encoder can embed one).
+fn to_srgb_for(decoded: &Decoded, keeps_profile: bool) -> Option<&ToSrgb> {
+    decoded.colour.as_deref().filter(|_| !keeps_profile)
+}
+
+/// How one output's ops run.
+struct Shaping<'a> {
+    output: &'a OutputSpec,
+    format: Format,
+    /// Run on the output's pixels after its ops: a fraction of the source's.
+    to_srgb: Option<&'a ToSrgb>,
+    observer: &'a dyn Observer,
+}
+
+/// Runs an output's ops on `image` (which stands for `logical`, larger when shrunk on load)
+/// and converts the result to sRGB when asked.
+fn shape<'i>(
+    image: &'i DynamicImage,
+    logical: (u32, u32),
+    shaping: &Shaping<'_>,
+    pins: &mut SmartPins,
+) -> Result<Cow<'i, DynamicImage>, EngineError> {
+    let Shaping {
+        output,
+        format,
+        to_srgb,
+        observer,
+    } = shaping;
+    let mut work = Working {
+        image: Cow::Borrowed(image),
+        logical,
+    };
+    for op in &output.ops {
+        checkpoint(*observer, Stage::Step)?;
+        work = ops::apply(work, op, *format, pins)?;
+    }
+    checkpoint(*observer, Stage::Step)?;
+    if work.logical != (work.image.width(), work.image.height()) {
+        // No resize after a shrink-on-load decode (the spec had no ops): restore the full size.
+        let full = crate::spec::Op::Resize(full_size_resize(logical));
+        work = ops::apply(work, &full, *format, pins)?;
+    }
+    Ok(match to_srgb {
+        Some(to_srgb) => Cow::Owned(to_srgb.apply(work.image.into_owned())),
+        None => work.image,
     })
 }
 
@@ -634,7 +726,7 @@ fn render_frame(
     let started = std::time::Instant::now();
     let decoded = decode_frame(frame, spec, limits)?;
     observer.on_timing(Step::Decode, started.elapsed());
-    plan_outputs(decoded.logical, spec, decoded.info.format, limits)?;
+    plan_outputs(decoded.logical, spec, decoded.info.format, limits, None)?;
     let renditions = spec
         .outputs
         .iter()
@@ -706,7 +798,7 @@ fn decode_frame(
                 // Sprite cells are scaled from the decoded frame: decode at full size.
                 decode::decode(bytes, &header, 1.0, limits)
             } else {
-                decode_for(bytes, &header, spec, limits)
+                decode_for(bytes, &header, spec, limits, None)
             }
         }
         FrameSource::Raw(bytes, layout) => {

@@ -22,10 +22,50 @@ pub(super) struct Working<'a> {
     pub logical: (u32, u32),
 }
 
+/// Where smart gravity put its crops. The frames of an animation share the first frame's
+/// choices, so the crop does not jump from frame to frame.
+#[derive(Debug, Clone, Default)]
+pub(super) enum SmartPins {
+    /// Each image chooses for itself.
+    #[default]
+    Free,
+    /// Choose, and remember the choices in order.
+    Record(Vec<(f64, f64)>),
+    /// Reuse recorded choices in order (the next one at the index).
+    Replay(Vec<(f64, f64)>, usize),
+}
+
+impl SmartPins {
+    fn choose(&mut self, best: impl FnOnce() -> (f64, f64)) -> (f64, f64) {
+        match self {
+            SmartPins::Free => best(),
+            SmartPins::Record(chosen) => {
+                let choice = best();
+                chosen.push(choice);
+                choice
+            }
+            SmartPins::Replay(chosen, next) => {
+                let choice = chosen.get(*next).copied().unwrap_or_else(best);
+                *next += 1;
+                choice
+            }
+        }
+    }
+
+    /// The choices recorded so far, to replay on the following frames.
+    pub fn replay(&self) -> SmartPins {
+        match self {
+            SmartPins::Record(chosen) => SmartPins::Replay(chosen.clone(), 0),
+            other => other.clone(),
+        }
+    }
+}
+
 pub(super) fn apply(
     work: Working<'_>,
     op: &Op,
     format: Format,
+    pins: &mut SmartPins,
 ) -> Result<Working<'static>, EngineError> {
     let Working { image, logical } = work;
     debug_assert!(
@@ -33,8 +73,8 @@ pub(super) fn apply(
         "the plan only shrinks on load when a resize comes first"
     );
     let image: DynamicImage = match op {
-        Op::Resize(resize) => return resize_op(&image, logical, resize, format),
-        Op::Crop(crop) => crop_op(&image, crop),
+        Op::Resize(resize) => return resize_op(&image, logical, resize, format, pins),
+        Op::Crop(crop) => crop_op(&image, crop, pins),
         Op::Rotate { degrees } => match degrees {
             Rotation::Quarter => image.rotate90(),
             Rotation::Half => image.rotate180(),
@@ -91,6 +131,7 @@ fn resize_op(
     logical: (u32, u32),
     resize: &Resize,
     format: Format,
+    pins: &mut SmartPins,
 ) -> Result<Working<'static>, EngineError> {
     let mut plan = ResizePlan::new(logical, resize);
     if resize.fit == Fit::Cover {
@@ -105,7 +146,8 @@ fn resize_op(
     region.width *= kx;
     region.height *= ky;
     if resize.fit == Fit::Cover && resize.gravity == Gravity::Smart {
-        let (left, top) = smartcrop::best_region(image, region.width, region.height);
+        let (left, top) =
+            pins.choose(|| smartcrop::best_region(image, region.width, region.height));
         region.left = left;
         region.top = top;
     }
@@ -151,14 +193,14 @@ fn resize_op(
     })
 }
 
-fn crop_op(image: &DynamicImage, crop: &Crop) -> DynamicImage {
+fn crop_op(image: &DynamicImage, crop: &Crop, pins: &mut SmartPins) -> DynamicImage {
     let size = (image.width(), image.height());
     let (mut x, mut y, w, h) = crop_region(size, crop);
     if let CropAnchor::Gravity {
         gravity: Gravity::Smart,
     } = crop.anchor
     {
-        let (left, top) = smartcrop::best_region(image, f64::from(w), f64::from(h));
+        let (left, top) = pins.choose(|| smartcrop::best_region(image, f64::from(w), f64::from(h)));
         (x, y) = (left.round() as u32, top.round() as u32);
         x = x.min(size.0 - w);
         y = y.min(size.1 - h);

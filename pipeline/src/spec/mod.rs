@@ -120,6 +120,10 @@ pub struct OutputSpec {
     /// Overrides [`Spec::keep_metadata`] for this output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_metadata: Option<bool>,
+    /// Keep an animated GIF, WebP or APNG animated when the output is GIF or WebP; otherwise
+    /// (and by default) the first frame is used.
+    #[serde(skip_serializing_if = "is_false")]
+    pub animated: bool,
 }
 
 impl Spec {

@@ -115,6 +115,7 @@ fn parse_output(value: &Value, path: &str) -> Result<OutputSpec> {
         "quality",
         "lossless",
         "keep_metadata",
+        "animated",
     ])?;
 
     let name = out.string("name")?;
@@ -157,6 +158,7 @@ fn parse_output(value: &Value, path: &str) -> Result<OutputSpec> {
         quality: out.uint("quality", 1..=100)?.map(|q| q as u8),
         lossless,
         keep_metadata: out.boolean("keep_metadata")?,
+        animated: out.boolean("animated")?.unwrap_or(false),
     })
 }
 

@@ -17,6 +17,7 @@ const PARAMS: &[(&str, &str)] = &[
     ("format", "outputs[0].format"),
     ("q", "outputs[0].quality"),
     ("lossless", "outputs[0].lossless"),
+    ("animated", "outputs[0].animated"),
     ("placeholder", "placeholder"),
     ("priority", "priority"),
 ];
@@ -43,7 +44,7 @@ impl Spec {
                 "w" => (&mut resize, "width"),
                 "h" => (&mut resize, "height"),
                 "fit" | "filter" | "gravity" | "background" | "enlarge" => (&mut resize, key),
-                "format" | "lossless" => (&mut output, key),
+                "format" | "lossless" | "animated" => (&mut output, key),
                 "q" => (&mut output, "quality"),
                 "placeholder" | "priority" => (&mut spec, key),
                 _ => {
@@ -62,7 +63,7 @@ impl Spec {
                     Ok(n) => json!(n),
                     Err(_) => return Err(SpecError::new(key, "must be a whole number")),
                 },
-                "enlarge" | "lossless" => match raw {
+                "enlarge" | "lossless" | "animated" => match raw {
                     "true" | "1" => json!(true),
                     "false" | "0" => json!(false),
                     _ => return Err(SpecError::new(key, "must be true or false")),

@@ -1,5 +1,6 @@
 //! pipeline's integration tests: one binary, one module per subsystem.
 
+mod animation;
 mod colour;
 mod common;
 mod engine;

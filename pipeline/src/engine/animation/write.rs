@@ -1,0 +1,282 @@
+//! Encoding an animation's frames as an animated GIF or WebP. Each frame after the first holds
+//! only the rectangle that changed (frames that change nothing lengthen the one before), and the
+//! frames are compressed in parallel: the GIF palette and LZW per frame, each WebP frame as a
+//! still by libwebp, assembled here into the WebP container (RIFF `VP8X`, `ANIM`, `ANMF`).
+
+use image::{DynamicImage, GenericImageView, RgbaImage};
+use rayon::prelude::*;
+
+use crate::engine::error::EngineError;
+use crate::spec::Format;
+
+use super::container::Plays;
+
+/// One frame of an output, whole, and how long it shows.
+pub struct Frame {
+    pub image: RgbaImage,
+    pub delay_ms: u32,
+}
+
+impl Frame {
+    pub fn new(image: DynamicImage, delay_ms: u32) -> Frame {
+        Frame {
+            image: super::rgba(image),
+            delay_ms,
+        }
+    }
+}
+
+/// A rectangle of a frame to store: left, top, width, height.
+type Rect = (u32, u32, u32, u32);
+
+/// What to store of each frame: its changed rectangle and how long it shows.
+struct Piece<'a> {
+    image: &'a RgbaImage,
+    rect: Rect,
+    delay_ms: u32,
+}
+
+/// The pieces of `frames`: the first whole, each later one as its changed rectangle (`align`
+/// rounds its origin down to a multiple, as WebP's even offsets need), or whole when `whole`.
+fn pieces(frames: &[Frame], align: u32, whole: bool) -> Vec<Piece<'_>> {
+    let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(frames.len());
+    for (i, frame) in frames.iter().enumerate() {
+        let full = (0, 0, frame.image.width(), frame.image.height());
+        let rect = match i.checked_sub(1) {
+            None => Some(full),
+            Some(p) => {
+                changed(&frames[p].image, &frame.image, align)
+                    .map(|rect| if whole { full } else { rect })
+            }
+        };
+        match (rect, pieces.last_mut()) {
+            // Nothing changed: the previous piece shows longer.
+            (None, Some(last)) => last.delay_ms = last.delay_ms.saturating_add(frame.delay_ms),
+            (rect, _) => pieces.push(Piece {
+                image: &frame.image,
+                rect: rect.unwrap_or(full),
+                delay_ms: frame.delay_ms,
+            }),
+        }
+    }
+    pieces
+}
+
+/// The smallest rectangle outside which `next` equals `previous`, its origin aligned down to
+/// `align`; `None` when they are equal.
+fn changed(previous: &RgbaImage, next: &RgbaImage, align: u32) -> Option<Rect> {
+    if previous.dimensions() != next.dimensions() {
+        return Some((0, 0, next.width(), next.height()));
+    }
+    let stride = next.width() as usize * 4;
+    let rows = previous
+        .as_raw()
+        .chunks_exact(stride)
+        .zip(next.as_raw().chunks_exact(stride));
+    let (mut top, mut bottom, mut left, mut right) = (u32::MAX, 0, u32::MAX, 0);
+    for (y, (a, b)) in (0u32..).zip(rows) {
+        if a == b {
+            continue;
+        }
+        let differs = |(p, q): (&[u8], &[u8])| p != q;
+        let pixels = || a.chunks_exact(4).zip(b.chunks_exact(4));
+        let first = pixels().position(differs).unwrap_or(0) as u32;
+        let last = pixels().rposition(differs).unwrap_or(0) as u32;
+        top = top.min(y);
+        bottom = y;
+        left = left.min(first);
+        right = right.max(last);
+    }
+    if top == u32::MAX {
+        return None;
+    }
+    let (left, top) = (left - left % align, top - top % align);
+    Some((left, top, right + 1 - left, bottom + 1 - top))
+}
+
+fn crop(image: &RgbaImage, (x, y, w, h): Rect) -> RgbaImage {
+    image.view(x, y, w, h).to_image()
+}
+
+/// An animated GIF. Opaque animations store changed rectangles over the frame before; ones with
+/// transparency store whole frames, each cleared before the next (GIF cannot make a kept pixel
+/// transparent again).
+pub fn gif(frames: &[Frame], plays: Plays, quality: u8) -> Result<Vec<u8>, EngineError> {
+    let failed = |e: gif::EncodingError| EngineError::encode(Format::Gif.name(), e);
+    let transparent = frames
+        .iter()
+        .any(|f| f.image.pixels().any(|p| p.0[3] < 255));
+    // NeuQuant speed 1 (best palette) .. 30 (fastest), as for stills.
+    let speed = (31 - i32::from(quality) * 30 / 100).clamp(1, 30);
+    let encoded: Vec<gif::Frame<'static>> = pieces(frames, 1, transparent)
+        .par_iter()
+        .map(|piece| {
+            let (x, y, w, h) = piece.rect;
+            let mut pixels = crop(piece.image, piece.rect).into_raw();
+            let mut frame = gif::Frame::from_rgba_speed(w as u16, h as u16, &mut pixels, speed);
+            frame.left = x as u16;
+            frame.top = y as u16;
+            // GIF delays are in hundredths of a second.
+            frame.delay = ((piece.delay_ms + 5) / 10).min(u32::from(u16::MAX)) as u16;
+            frame.dispose = if transparent {
+                gif::DisposalMethod::Background
+            } else {
+                gif::DisposalMethod::Keep
+            };
+            frame.make_lzw_pre_encoded();
+            frame
+        })
+        .collect();
+    let (width, height) = frames.first().map_or((1, 1), |f| {
+        (f.image.width() as u16, f.image.height() as u16)
+    });
+    let mut out = Vec::new();
+    let mut encoder = gif::Encoder::new(&mut out, width, height, &[]).map_err(failed)?;
+    match plays {
+        Plays::Forever => encoder.set_repeat(gif::Repeat::Infinite).map_err(failed)?,
+        // Without a NETSCAPE block a GIF plays once.
+        Plays::Times(1) => {}
+        // NETSCAPE counts the repeats after the first play.
+        Plays::Times(n) => encoder
+            .set_repeat(gif::Repeat::Finite(n - 1))
+            .map_err(failed)?,
+    }
+    for frame in &encoded {
+        encoder.write_lzw_pre_encoded_frame(frame).map_err(failed)?;
+    }
+    encoder.into_inner().map_err(failed)?;
+    Ok(out)
+}
+
+/// An animated WebP: every piece a lossy (or lossless) still from libwebp, placed without
+/// blending so it replaces what it covers. `icc` is embedded when the output keeps metadata.
+pub fn webp(
+    frames: &[Frame],
+    plays: Plays,
+    quality: u8,
+    lossless: bool,
+    icc: Option<&[u8]>,
+) -> Result<Vec<u8>, EngineError> {
+    let failed = |e: String| EngineError::encode(Format::Webp.name(), e);
+    let stills: Vec<(Rect, u32, Vec<u8>)> = pieces(frames, 2, false)
+        .par_iter()
+        .map(|piece| {
+            let (_, _, w, h) = piece.rect;
+            let pixels = crop(piece.image, piece.rect);
+            let still = webp::Encoder::from_rgba(pixels.as_raw(), w, h)
+                .encode_simple(lossless, f32::from(quality))
+                .map_err(|e| failed(format!("{e:?}")))?;
+            Ok((
+                piece.rect,
+                piece.delay_ms,
+                frame_data(&still).map_err(failed)?,
+            ))
+        })
+        .collect::<Result<_, EngineError>>()?;
+    let (width, height) = frames
+        .first()
+        .map_or((1, 1), |f| (f.image.width(), f.image.height()));
+    let alpha = frames
+        .iter()
+        .any(|f| f.image.pixels().any(|p| p.0[3] < 255));
+    let mut body = b"WEBP".to_vec();
+    let flags = 0x02 | if alpha { 0x10 } else { 0 } | if icc.is_some() { 0x20 } else { 0 };
+    let mut vp8x = vec![flags, 0, 0, 0];
+    vp8x.extend_from_slice(&u24(width - 1));
+    vp8x.extend_from_slice(&u24(height - 1));
+    chunk(&mut body, b"VP8X", &vp8x);
+    if let Some(icc) = icc {
+        chunk(&mut body, b"ICCP", icc);
+    }
+    let loops = match plays {
+        Plays::Forever => 0,
+        Plays::Times(n) => n,
+    };
+    let mut anim = vec![0, 0, 0, 0];
+    anim.extend_from_slice(&loops.to_le_bytes());
+    chunk(&mut body, b"ANIM", &anim);
+    for ((x, y, w, h), delay_ms, data) in stills {
+        let mut anmf = Vec::with_capacity(16 + data.len());
+        for field in [x / 2, y / 2, w - 1, h - 1, delay_ms.min(0xFF_FFFF)] {
+            anmf.extend_from_slice(&u24(field));
+        }
+        // Do not blend (replace what it covers); do not dispose.
+        anmf.push(0x02);
+        anmf.extend_from_slice(&data);
+        chunk(&mut body, b"ANMF", &anmf);
+    }
+    let mut out = b"RIFF".to_vec();
+    let size = u32::try_from(body.len()).map_err(|_| failed("over 4 GiB".into()))?;
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// The frame chunks (`ALPH` and `VP8 `, or `VP8L`) of a still WebP file.
+fn frame_data(still: &[u8]) -> Result<Vec<u8>, String> {
+    let mut at = 12;
+    let mut data = Vec::new();
+    while let Some(header) = still.get(at..at + 8) {
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let end = at + 8 + size + (size & 1);
+        let whole = still.get(at..end.min(still.len())).ok_or("a cut chunk")?;
+        if matches!(&header[..4], b"ALPH" | b"VP8 " | b"VP8L") {
+            data.extend_from_slice(whole);
+        }
+        at = end;
+    }
+    if data.is_empty() {
+        return Err("libwebp wrote no image data".into());
+    }
+    Ok(data)
+}
+
+/// Appends a RIFF chunk, padded to an even length.
+fn chunk(out: &mut Vec<u8>, fourcc: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(fourcc);
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    if data.len() % 2 == 1 {
+        out.push(0);
+    }
+}
+
+fn u24(value: u32) -> [u8; 3] {
+    let [a, b, c, _] = value.to_le_bytes();
+    [a, b, c]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(fill: impl Fn(u32, u32) -> [u8; 4], delay_ms: u32) -> Frame {
+        Frame {
+            image: RgbaImage::from_fn(9, 7, |x, y| image::Rgba(fill(x, y))),
+            delay_ms,
+        }
+    }
+
+    #[test]
+    fn later_frames_store_only_what_changed_and_unchanged_ones_lengthen_the_one_before() {
+        let still = |_, _| [10, 20, 30, 255];
+        let dot = |x, y| {
+            if (x, y) == (5, 3) {
+                [255, 0, 0, 255]
+            } else {
+                [10, 20, 30, 255]
+            }
+        };
+        let frames = [frame(still, 40), frame(still, 60), frame(dot, 100)];
+        let pieces = pieces(&frames, 2, false);
+        assert_eq!(pieces.len(), 2);
+        assert_eq!((pieces[0].rect, pieces[0].delay_ms), ((0, 0, 9, 7), 100));
+        // (5, 3) with its origin rounded down to even: (4, 2), reaching x = 5 and y = 3.
+        assert_eq!((pieces[1].rect, pieces[1].delay_ms), ((4, 2, 2, 2), 100));
+        let whole = super::pieces(&frames, 1, true);
+        assert_eq!(
+            whole.iter().map(|p| p.rect).collect::<Vec<_>>(),
+            [(0, 0, 9, 7); 2]
+        );
+    }
+}
