@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Animated thumbnails, measured in one run on the same files and cores: every animated GIF and
-# WebP of the corpus (30 to 380 frames) to a 256 px wide animated WebP (quality 80) and GIF, by
+# WebP of the corpus (9 to 380 frames) to an animated WebP (quality 80) and GIF at most 256 px
+# wide (never enlarged), by
 # imagepipe `worker transform` (`"animated": true`), sharp (npm, `{animated: true}`, its own
 # libvips 8.17) and vipsthumbnail (`[n=-1]`, Debian's libvips 8.14 with cgif). Prints
 # animations/s (best of RUNS), the bytes they come to and a quality score: the PSNR (dB) of
-# every source frame, at the time it shows, against Pillow's Lanczos resize of that frame.
+# every source frame, at the time it shows (delays of 10 ms or less shown for 100 ms, as
+# browsers do), against Pillow's Lanczos resize of that frame.
 #
 #   scripts/bench-animation.sh            # ROUNDS=2 RUNS=3 by default
 set -euo pipefail
@@ -18,18 +20,13 @@ TARGET=${CARGO_TARGET_DIR:-target}
 command -v vipsthumbnail >/dev/null || { echo "vipsthumbnail missing: apt-get install libvips-tools" >&2; exit 1; }
 python3 -c 'import PIL' 2>/dev/null || { echo "Pillow missing: pip install pillow" >&2; exit 1; }
 cargo build --release -q -p workers
-SHARP=${SHARP_PREFIX:-$TARGET/sharp}
-if command -v npm >/dev/null && [ ! -d "$SHARP/node_modules/sharp" ]; then
-  npm install --silent --prefix "$SHARP" sharp@0.34 >/dev/null 2>&1 || true
-fi
-HAVE_SHARP=0
-[ -d "$SHARP/node_modules/sharp" ] && HAVE_SHARP=1
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
+find_sharp
 WORKER="$TARGET/release/worker"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
-# shellcheck source=scripts/bench-common.sh
-. scripts/bench-common.sh
 
 cat > "$OUT/sharp.js" <<'JS'
 // node sharp.js OUTDIR FORMAT CONCURRENCY FILES... : 256 px wide animations, CONCURRENCY at once
@@ -40,7 +37,7 @@ let next = 0;
 async function worker() {
   while (next < files.length) {
     const n = next++;
-    const img = sharp(files[n], { animated: true }).resize({ width: 256 });
+    const img = sharp(files[n], { animated: true }).resize({ width: 256, withoutEnlargement: true });
     await (format === 'webp' ? img.webp({ quality: 80 }) : img.gif()).toFile(`${out}/${n + 1}.${format}`);
   }
 }
@@ -50,15 +47,19 @@ JS
 cat > "$OUT/score.py" <<'PY'
 # score.py SOURCE OUTPUT : bytes and mean PSNR (dB) over the source's frames at their start times
 import math, os, sys
-from PIL import Image, ImageChops, ImageStat, ImageSequence
+from PIL import Image, ImageChops, ImageStat
 
 def timeline(path):
     im = Image.open(path)
     frames = []
-    for f in ImageSequence.Iterator(im):
-        rgba = f.convert("RGBA")
+    for n in range(getattr(im, "n_frames", 1)):
+        im.seek(n)
+        im.load()  # WebP frames give their duration once loaded
+        rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        frames.append((Image.alpha_composite(white, rgba).convert("RGB"), f.info.get("duration", 0) or 0))
+        delay = im.info.get("duration", 0) or 0
+        # As browsers show them: 10 ms or less is 100 ms.
+        frames.append((Image.alpha_composite(white, rgba).convert("RGB"), delay if delay > 10 else 100))
     return frames
 
 def at(frames, t):
@@ -93,13 +94,16 @@ vips() {
   local format=$1; shift
   : > "$OUT/cmds"
   local i=0
-  for f in "$@"; do i=$((i + 1)); echo "vipsthumbnail '$f[n=-1]' -s 256x -o $OUT/vips/$i.$format[Q=80]" >> "$OUT/cmds"; done
+  local save=$format
+  [ "$format" = webp ] && save="webp[Q=80]"
+  for f in "$@"; do i=$((i + 1)); echo "vipsthumbnail '$f[n=-1]' -s '256x>' -o $OUT/vips/$i.$save" >> "$OUT/cmds"; done
   xargs -a "$OUT/cmds" -P "$THREADS" -d '\n' -I CMD sh -c CMD
 }
 # score DIR ours|other : total bytes and mean PSNR over the base files. `worker transform`
 # writes DIR/<stem>/a.<ext> (a repeated stem gets -2); the others DIR/<i>.<ext>, i from 1.
 score() {
-  local dir=$1 kind=$2 i=0 bytes=0 psnr=0 made
+  local dir=$1 kind=$2 i=0 bytes=0 psnr=0 made dir_name
+  dir_name=$(basename "$dir")
   declare -A seen=()
   for f in "${base[@]}"; do
     i=$((i + 1))
@@ -112,6 +116,7 @@ score() {
       made=$(ls "$dir/$i".* | head -1)
     fi
     read -r b p < <(python3 "$OUT/score.py" "$f" "$made")
+    printf '%s %s %.2f\n' "$(basename "$f")" "$b" "$p" >> "$OUT/files-$kind-$dir_name"
     bytes=$((bytes + b))
     psnr=$(python3 -c "print($psnr + $p)")
   done
@@ -137,5 +142,16 @@ for format in webp gif; do
   echo "$line"
   # One more pass of ours on the base files alone, named by source, to score.
   rm -rf "$OUT/ours"; mkdir -p "$OUT/ours"; ours "$spec" "$OUT/ours" "${base[@]}" >/dev/null
+  rm -f "$OUT"/files-*
   echo "  size and PSNR: imagepipe $(score "$OUT/ours" ours)   vips $(score "$OUT/vips" other)$([ "$HAVE_SHARP" = 1 ] && echo "   sharp $(score "$OUT/sharp" other)")"
+  # Per file: bytes and PSNR of each tool's animation.
+  cut -d' ' -f2- "$OUT/files-other-vips" > "$OUT/cols-vips"
+  cols=("$OUT/files-ours-ours" "$OUT/cols-vips")
+  if [ "$HAVE_SHARP" = 1 ]; then
+    cut -d' ' -f2- "$OUT/files-other-sharp" > "$OUT/cols-sharp"
+    cols+=("$OUT/cols-sharp")
+  fi
+  paste -d' ' "${cols[@]}" |
+    awk '{ printf "    %-26s imagepipe %8d B %5.2f dB   vips %8d B %5.2f dB", $1, $2, $3, $4, $5;
+           if (NF > 5) printf "   sharp %8d B %5.2f dB", $6, $7; printf "\n" }'
 done

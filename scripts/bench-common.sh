@@ -13,3 +13,15 @@ best_rate() {
   done
   echo "$best"
 }
+
+# find_sharp : sets SHARP (the npm prefix, $SHARP_PREFIX or $TARGET/sharp) and HAVE_SHARP=1 when
+# sharp is installed there, installing sharp 0.34 from npm first when node is here.
+find_sharp() {
+  SHARP=${SHARP_PREFIX:-$TARGET/sharp}
+  if command -v npm >/dev/null && [ ! -d "$SHARP/node_modules/sharp" ]; then
+    npm install --silent --prefix "$SHARP" sharp@0.34 >/dev/null 2>&1 || true
+  fi
+  HAVE_SHARP=0
+  [ -d "$SHARP/node_modules/sharp" ] && HAVE_SHARP=1
+  return 0
+}

@@ -4,6 +4,7 @@
 #     8.14 + libheif 1.15), heif-thumbnailer (libheif's, which uses the embedded thumbnail) and
 #     heif-convert (libheif's full decode, written as JPEG: the floor of a full decode)
 #   JPEG XL: imagepipe (jxl-oxide) against vipsthumbnail (libjxl 0.7)
+#   HEIC at 160 px, where imagepipe and libvips both decode the embedded thumbnail
 #   colour management: imagepipe converting to sRGB (the default) against the same spec with
 #     `keep_metadata` (no transform), on the Kodak JPEGs (no profile) and on the P3 photo
 # Prints images/s (best of RUNS) and ratios.
@@ -25,12 +26,9 @@ for tool in vipsthumbnail heif-thumbnailer heif-convert; do
 done
 cargo build --release -q -p workers
 # sharp (npm, with its own libvips 8.17 + libheif 1.20; AV1 only, no HEVC) for AVIF, when node is here.
-SHARP=${SHARP_PREFIX:-$TARGET/sharp}
-if command -v npm >/dev/null && [ ! -d "$SHARP/node_modules/sharp" ]; then
-  npm install --silent --prefix "$SHARP" sharp@0.34 >/dev/null 2>&1 || true
-fi
-HAVE_SHARP=0
-[ -d "$SHARP/node_modules/sharp" ] && HAVE_SHARP=1
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
+find_sharp
 WORKER="$TARGET/release/worker"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
@@ -51,8 +49,6 @@ JS
 SPEC='{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
 KEEP='{"keep_metadata":true,"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
 
-# shellcheck source=scripts/bench-common.sh
-. scripts/bench-common.sh
 repeat() { local -n list=$1; local all=(); for _ in $(seq "$ROUNDS"); do all+=("${list[@]}"); done; printf '%s\n' "${all[@]}"; }
 ours() { "$WORKER" transform --threads "$THREADS" --spec "$1" --out "$OUT/ours" "${@:2}"; }
 row() {
@@ -108,6 +104,17 @@ for set in heic avif jxl; do
     fi
   fi
 done
+
+# At 160 px both imagepipe (thumbnail ≥ 2× the output) and libvips (thumbnail ≥ the output)
+# decode the embedded HEIC thumbnails instead of the photo: the same decoder doing the same work.
+base=("$CORPUS"/camera/*.heic)
+mapfile -t files < <(repeat base)
+n=${#files[@]}
+small=${SPEC//256/160}
+o=$(best_rate "$n" ours "$small" "${files[@]}")
+v=$(cli "$n" 'vipsthumbnail -s 160x160 -o {o}.jpg[Q=80,strip] {}' "${files[@]}")
+t=$(cli "$n" 'heif-thumbnailer -s 160 {} {o}.png' "${files[@]}")
+row "heic 160 px (thumbnails)" "$n" imagepipe "$o" vips "$v" heif-thumbnailer "$t"
 
 echo
 echo "colour management: converted to sRGB ÷ left as is (keep_metadata); runs alternate, best of $((RUNS * 2))"

@@ -65,7 +65,7 @@ pub struct ConnectionArgs {
 /// Bounds on frame and video jobs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MediaArgs {
-    /// Most frames in one frame job, or taken from one video.
+    /// Most frames in one frame job, taken from one video, or in one animation kept animated.
     #[arg(long, env = "IMAGEPIPE_MAX_FRAMES", default_value_t = 2000)]
     pub max_frames: usize,
     /// Longest video taken (then `duration_limit`).

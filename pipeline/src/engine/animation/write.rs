@@ -32,6 +32,8 @@ type Rect = (u32, u32, u32, u32);
 /// What to store of each frame: its changed rectangle and how long it shows.
 struct Piece<'a> {
     image: &'a RgbaImage,
+    /// The frame shown before it, if any.
+    previous: Option<&'a RgbaImage>,
     rect: Rect,
     delay_ms: u32,
 }
@@ -54,6 +56,7 @@ fn pieces(frames: &[Frame], align: u32, whole: bool) -> Vec<Piece<'_>> {
             (None, Some(last)) => last.delay_ms = last.delay_ms.saturating_add(frame.delay_ms),
             (rect, _) => pieces.push(Piece {
                 image: &frame.image,
+                previous: i.checked_sub(1).map(|p| &frames[p].image),
                 rect: rect.unwrap_or(full),
                 delay_ms: frame.delay_ms,
             }),
@@ -98,9 +101,9 @@ fn crop(image: &RgbaImage, (x, y, w, h): Rect) -> RgbaImage {
     image.view(x, y, w, h).to_image()
 }
 
-/// An animated GIF. Opaque animations store changed rectangles over the frame before; ones with
-/// transparency store whole frames, each cleared before the next (GIF cannot make a kept pixel
-/// transparent again).
+/// An animated GIF. Opaque animations store changed rectangles over the frame before, their
+/// unchanged pixels transparent; ones with transparency store whole frames, each cleared before
+/// the next (GIF cannot make a kept pixel transparent again).
 pub fn gif(frames: &[Frame], plays: Plays, quality: u8) -> Result<Vec<u8>, EngineError> {
     let failed = |e: gif::EncodingError| EngineError::encode(Format::Gif.name(), e);
     let transparent = frames
@@ -113,6 +116,9 @@ pub fn gif(frames: &[Frame], plays: Plays, quality: u8) -> Result<Vec<u8>, Engin
         .map(|piece| {
             let (x, y, w, h) = piece.rect;
             let mut pixels = crop(piece.image, piece.rect).into_raw();
+            if let (false, Some(previous)) = (transparent, piece.previous) {
+                keep_unchanged(&mut pixels, &crop(previous, piece.rect));
+            }
             let mut frame = gif::Frame::from_rgba_speed(w as u16, h as u16, &mut pixels, speed);
             frame.left = x as u16;
             frame.top = y as u16;
@@ -146,6 +152,19 @@ pub fn gif(frames: &[Frame], plays: Plays, quality: u8) -> Result<Vec<u8>, Engin
     }
     encoder.into_inner().map_err(failed)?;
     Ok(out)
+}
+
+/// Makes the pixels of an opaque frame that equal the frame before transparent, so the kept
+/// pixel shows through: long runs of one index, which LZW stores in a few bits.
+fn keep_unchanged(pixels: &mut [u8], previous: &RgbaImage) {
+    for (pixel, before) in pixels
+        .chunks_exact_mut(4)
+        .zip(previous.as_raw().chunks_exact(4))
+    {
+        if pixel == before {
+            pixel[3] = 0;
+        }
+    }
 }
 
 /// An animated WebP: every piece a lossy (or lossless) still from libwebp, placed without
