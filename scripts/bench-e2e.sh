@@ -3,13 +3,16 @@
 #   1. upload acceptance: `POST /v1/jobs` of a ~150 KB JPEG, C clients, gateway without workers
 #   2. burst: N uploads of the Kodak JPEGs, C clients, 256 px thumbnails, one worker
 #      (--threads 2), waited to the end; beside `worker transform` on the same files and
-#      threads in the same run (the engine's own throughput) -> ratio
+#      threads in the same run (the engine's own throughput) -> ratio; and the Redis
+#      commands each job cost (INFO commandstats, script-run commands counted one by one)
+#   2b. drain: the same uploads first, then the worker on the full queue
 #   3. thread scaling: the same burst with `worker --threads 1`
 #   4. latency: open loop at RATE images/s, p50/p95/p99 from acceptance to `succeeded`
 # Redis: the one at IMAGEPIPE_REDIS_URL (default 127.0.0.1:6379), with a fresh queue name per
 # run. Storage: a temporary directory.
 #
 #   scripts/bench-e2e.sh              # COUNT=2000 CONCURRENCY=8 RATE=80 PREFETCH=16
+#   PHASES="2" scripts/bench-e2e.sh   # only some of the phases
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CORPUS=${IMAGEPIPE_CORPUS:-../shared/corpus}
@@ -18,6 +21,8 @@ CONCURRENCY=${CONCURRENCY:-8}
 RATE=${RATE:-80}
 PREFETCH=${PREFETCH:-16}
 REDIS=${IMAGEPIPE_REDIS_URL:-redis://127.0.0.1:6379/0}
+PHASES=${PHASES:-1 2 2b 3 4}
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
 
@@ -71,32 +76,66 @@ burst() { # threads, more flags...
     --threads "$threads" "$@" "$CORPUS/jpeg"
 }
 
-echo "== 1. upload acceptance (gateway alone, $CONCURRENCY clients, $(basename "$SAMPLE"), $(($(stat -c %s "$SAMPLE") / 1000)) KB)"
-start_gateway
-bench --uploads-only --count "$COUNT" --concurrency "$CONCURRENCY" "$SAMPLE"
-stop_all
+# Redis commands per job over a phase: `INFO commandstats` (commands run by scripts counted
+# one by one) before and after, divided by the jobs of the phase.
+commandstats() { redis-cli -u "$REDIS" info commandstats | tr -d '\r' | grep '^cmdstat_'; }
+commands_per_job() { # before-file, jobs
+  commandstats > "$1.after"
+  python3 - "$1" "$2" "$1.after" <<'PY'
+import sys
+def parse(lines):
+    out = {}
+    for line in lines:
+        name, fields = line.split(":", 1)
+        kv = dict(f.split("=") for f in fields.split(","))
+        out[name[len("cmdstat_"):]] = (int(kv["calls"]), float(kv["usec"]))
+    return out
+before = parse(open(sys.argv[1]).read().split())
+after = parse(open(sys.argv[3]).read().split())
+jobs = int(sys.argv[2])
+diff = {k: (v[0] - before.get(k, (0, 0))[0], v[1] - before.get(k, (0, 0))[1]) for k, v in after.items()}
+diff = {k: v for k, v in diff.items() if v[0] > 0 and k not in ("info", "ping")}
+calls = sum(v[0] for v in diff.values())
+print(f"Redis commands per job: {calls / jobs:.1f} (server time {sum(v[1] for v in diff.values()) / jobs:.0f} µs)")
+for k, v in sorted(diff.items(), key=lambda kv: -kv[1][0])[:14]:
+    print(f"  {k:<18} {v[0] / jobs:6.2f} per job   {v[1] / jobs:6.1f} µs")
+PY
+}
 
-echo
-echo "== 2. burst, worker --threads 2 (and the engine alone on the same files and threads)"
-start_gateway; start_worker 2
-burst 2
-stop_all
-
-echo
-echo "== 2b. drain, worker --threads 2: the same uploads first, then the worker started on the full queue"
-start_gateway
-burst 2 --after-uploads "$(worker_command 2) & echo \$! > $WORK/worker.pid"
-PIDS+=("$(cat "$WORK/worker.pid")")
-stop_all
-
-echo
-echo "== 3. burst, worker --threads 1"
-start_gateway; start_worker 1
-burst 1
-stop_all
-
-echo
-echo "== 4. latency, open loop at $RATE images/s, worker --threads 2"
-start_gateway; start_worker 2
-bench --count $((RATE * 10)) --rate "$RATE" "$CORPUS/jpeg"
-stop_all
+if phase 1; then
+  echo "== 1. upload acceptance (gateway alone, $CONCURRENCY clients, $(basename "$SAMPLE"), $(($(stat -c %s "$SAMPLE") / 1000)) KB)"
+  start_gateway
+  bench --uploads-only --count "$COUNT" --concurrency "$CONCURRENCY" "$SAMPLE"
+  stop_all
+fi
+if phase 2; then
+  echo
+  echo "== 2. burst, worker --threads 2 (and the engine alone on the same files and threads)"
+  start_gateway; start_worker 2
+  commandstats > "$WORK/commandstats"
+  burst 2
+  commands_per_job "$WORK/commandstats" "$COUNT"
+  stop_all
+fi
+if phase 2b; then
+  echo
+  echo "== 2b. drain, worker --threads 2: the same uploads first, then the worker started on the full queue"
+  start_gateway
+  burst 2 --after-uploads "$(worker_command 2) & echo \$! > $WORK/worker.pid"
+  PIDS+=("$(cat "$WORK/worker.pid")")
+  stop_all
+fi
+if phase 3; then
+  echo
+  echo "== 3. burst, worker --threads 1"
+  start_gateway; start_worker 1
+  burst 1
+  stop_all
+fi
+if phase 4; then
+  echo
+  echo "== 4. latency, open loop at $RATE images/s, worker --threads 2"
+  start_gateway; start_worker 2
+  bench --count $((RATE * 10)) --rate "$RATE" "$CORPUS/jpeg"
+  stop_all
+fi
