@@ -12,6 +12,7 @@ use super::decode::Metadata;
 use super::error::EngineError;
 use super::jpeg;
 use super::ops::flatten;
+use super::riff;
 
 /// AVIF encoder speed (rav1e, 1 slowest – 10 fastest): 8 keeps a 1600 px photo around a second.
 const AVIF_SPEED: u8 = 8;
@@ -26,10 +27,9 @@ pub(super) struct EncodeOptions<'a> {
 
 /// Whether the encoder embeds an ICC profile (when the output keeps metadata). Outputs that
 /// cannot are converted to sRGB instead, so they look right without one.
-pub(super) fn embeds_icc(format: Format, lossless: bool) -> bool {
+pub(super) fn embeds_icc(format: Format) -> bool {
     match format {
-        Format::Jpeg | Format::Png => true,
-        Format::Webp => lossless,
+        Format::Jpeg | Format::Png | Format::Webp => true,
         Format::Avif | Format::Gif => false,
     }
 }
@@ -63,7 +63,7 @@ pub(super) fn encode(
             let encoder = WebPEncoder::new_lossless(&mut out);
             write_with_metadata(encoder, &with_colour(image), options.metadata).map_err(failed)?;
         }
-        Format::Webp => out = encode_lossy_webp(image, options.quality)?,
+        Format::Webp => out = encode_lossy_webp(image, options.quality, options.metadata)?,
         Format::Avif => {
             // One thread per encode: the engine already runs outputs and jobs in parallel.
             let encoder =
@@ -111,8 +111,14 @@ fn write_with_metadata<E: ImageEncoder>(
     )
 }
 
-/// Lossy WebP needs libwebp; it takes RGB or RGBA.
-fn encode_lossy_webp(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, EngineError> {
+/// Lossy WebP needs libwebp; it takes RGB or RGBA. Kept metadata (ICC, EXIF) goes into the
+/// extended container around libwebp's still.
+fn encode_lossy_webp(
+    image: &DynamicImage,
+    quality: u8,
+    metadata: Option<&Metadata>,
+) -> Result<Vec<u8>, EngineError> {
+    let failed = |e: String| EngineError::encode(Format::Webp.name(), e);
     let rgb = with_colour(image);
     let (w, h) = (rgb.width(), rgb.height());
     let encoder = match rgb.as_ref() {
@@ -121,8 +127,13 @@ fn encode_lossy_webp(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, Engin
     };
     let encoded = encoder
         .encode_simple(false, f32::from(quality))
-        .map_err(|e| EngineError::encode(Format::Webp.name(), format!("{e:?}")))?;
-    Ok(encoded.to_vec())
+        .map_err(|e| failed(format!("{e:?}")))?;
+    match metadata {
+        Some(m) => {
+            riff::with_metadata(&encoded, w, h, m.icc.as_deref(), m.exif.as_deref()).map_err(failed)
+        }
+        None => Ok(encoded.to_vec()),
+    }
 }
 
 /// Gray images become RGB(A) for encoders that only take colour.

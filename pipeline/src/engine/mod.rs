@@ -26,6 +26,7 @@ mod heif;
 mod jpeg;
 mod jxl;
 mod ops;
+mod riff;
 mod smartcrop;
 mod sniff;
 mod tiff;
@@ -351,7 +352,7 @@ fn render(
 ) -> Result<Rendition, EngineError> {
     let format = output_format(output, decoded.info.format);
     let keeps_metadata = spec.keeps_metadata(output);
-    let keeps_profile = keeps_metadata && encode::embeds_icc(format, output.lossless);
+    let keeps_profile = keeps_metadata && encode::embeds_icc(format);
     let shaping = Shaping {
         output,
         format,

@@ -614,6 +614,43 @@ fn metadata_is_stripped_unless_kept() {
 }
 
 #[test]
+fn lossy_webp_keeps_the_profile_and_exif_when_asked() {
+    use image::ImageDecoder;
+    let photo = read_corpus("large/nikon_d3s_iptc-mess.jpg");
+    let source_icc = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&photo))
+        .unwrap()
+        .icc_profile()
+        .unwrap()
+        .expect("the P3 photo has a profile");
+    let output = |keep: bool| {
+        let json = format!(
+            r#"{{"outputs":[{{"name":"o","ops":[{{"op":"resize","width":120}}],"format":"webp","keep_metadata":{keep}}}]}}"#
+        );
+        process(&photo, &json).outputs.remove(0).data
+    };
+    let kept = output(true);
+    let mut decoder = image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&kept)).unwrap();
+    assert_eq!(decoder.icc_profile().unwrap(), Some(source_icc));
+    assert!(decoder.exif_metadata().unwrap().is_some(), "EXIF kept");
+    // The numbers stay P3 (the profile says so); converted to sRGB they are more saturated.
+    let stripped = output(false);
+    let mut plain = image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&stripped)).unwrap();
+    assert_eq!(plain.icc_profile().unwrap(), None);
+    assert_ne!(decode(&kept).to_rgb8(), decode(&stripped).to_rgb8());
+    // libvips (libwebp's demuxer) reads the extended container and its profile.
+    let dir = fixtures::servers::TempDir::new("webp-icc");
+    let path = dir.path().join("kept.webp");
+    std::fs::write(&path, &kept).unwrap();
+    let out = std::process::Command::new("vipsheader")
+        .args(["-f", "icc-profile-data"])
+        .arg(&path)
+        .output()
+        .expect("vipsheader (libvips-tools) on PATH");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!out.stdout.is_empty(), "vips sees the profile");
+}
+
+#[test]
 fn outputs_render_in_parallel_and_report_progress() {
     struct Count(AtomicUsize, AtomicUsize);
     impl Observer for Count {

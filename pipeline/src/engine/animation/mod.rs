@@ -85,7 +85,7 @@ pub(super) fn render(
         .map(|output| {
             let format = output_format(output, decoded.info.format);
             // The animated WebP container carries the profile; GIF cannot.
-            let keeps_profile = spec.keeps_metadata(output) && format == Format::Webp;
+            let keeps_profile = spec.keeps_metadata(output) && super::encode::embeds_icc(format);
             Animated {
                 shaping: Shaping {
                     output,

@@ -7,6 +7,7 @@ use image::{DynamicImage, GenericImageView, RgbaImage};
 use rayon::prelude::*;
 
 use crate::engine::error::EngineError;
+use crate::engine::riff;
 use crate::spec::Format;
 
 use super::container::Plays;
@@ -188,7 +189,7 @@ pub fn webp(
             Ok((
                 piece.rect,
                 piece.delay_ms,
-                frame_data(&still).map_err(failed)?,
+                riff::image_chunks(&still).map_err(failed)?,
             ))
         })
         .collect::<Result<_, EngineError>>()?;
@@ -198,14 +199,12 @@ pub fn webp(
     let alpha = frames
         .iter()
         .any(|f| f.image.pixels().any(|p| p.0[3] < 255));
+    let mut flags = riff::ANIMATION;
+    flags |= if alpha { riff::ALPHA } else { 0 } | if icc.is_some() { riff::ICC } else { 0 };
     let mut body = b"WEBP".to_vec();
-    let flags = 0x02 | if alpha { 0x10 } else { 0 } | if icc.is_some() { 0x20 } else { 0 };
-    let mut vp8x = vec![flags, 0, 0, 0];
-    vp8x.extend_from_slice(&u24(width - 1));
-    vp8x.extend_from_slice(&u24(height - 1));
-    chunk(&mut body, b"VP8X", &vp8x);
+    riff::chunk(&mut body, b"VP8X", &riff::vp8x(flags, width, height));
     if let Some(icc) = icc {
-        chunk(&mut body, b"ICCP", icc);
+        riff::chunk(&mut body, b"ICCP", icc);
     }
     let loops = match plays {
         Plays::Forever => 0,
@@ -213,56 +212,18 @@ pub fn webp(
     };
     let mut anim = vec![0, 0, 0, 0];
     anim.extend_from_slice(&loops.to_le_bytes());
-    chunk(&mut body, b"ANIM", &anim);
+    riff::chunk(&mut body, b"ANIM", &anim);
     for ((x, y, w, h), delay_ms, data) in stills {
         let mut anmf = Vec::with_capacity(16 + data.len());
         for field in [x / 2, y / 2, w - 1, h - 1, delay_ms.min(0xFF_FFFF)] {
-            anmf.extend_from_slice(&u24(field));
+            anmf.extend_from_slice(&riff::u24(field));
         }
         // Do not blend (replace what it covers); do not dispose.
         anmf.push(0x02);
         anmf.extend_from_slice(&data);
-        chunk(&mut body, b"ANMF", &anmf);
+        riff::chunk(&mut body, b"ANMF", &anmf);
     }
-    let mut out = b"RIFF".to_vec();
-    let size = u32::try_from(body.len()).map_err(|_| failed("over 4 GiB".into()))?;
-    out.extend_from_slice(&size.to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
-}
-
-/// The frame chunks (`ALPH` and `VP8 `, or `VP8L`) of a still WebP file.
-fn frame_data(still: &[u8]) -> Result<Vec<u8>, String> {
-    let mut at = 12;
-    let mut data = Vec::new();
-    while let Some(header) = still.get(at..at + 8) {
-        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let end = at + 8 + size + (size & 1);
-        let whole = still.get(at..end.min(still.len())).ok_or("a cut chunk")?;
-        if matches!(&header[..4], b"ALPH" | b"VP8 " | b"VP8L") {
-            data.extend_from_slice(whole);
-        }
-        at = end;
-    }
-    if data.is_empty() {
-        return Err("libwebp wrote no image data".into());
-    }
-    Ok(data)
-}
-
-/// Appends a RIFF chunk, padded to an even length.
-fn chunk(out: &mut Vec<u8>, fourcc: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(fourcc);
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(data);
-    if data.len() % 2 == 1 {
-        out.push(0);
-    }
-}
-
-fn u24(value: u32) -> [u8; 3] {
-    let [a, b, c, _] = value.to_le_bytes();
-    [a, b, c]
+    riff::riff(body).map_err(failed)
 }
 
 #[cfg(test)]
