@@ -40,17 +40,14 @@ struct Piece<'a> {
 }
 
 /// The pieces of `frames`: the first whole, each later one as its changed rectangle (`align`
-/// rounds its origin down to a multiple, as WebP's even offsets need), or whole when `whole`.
-fn pieces(frames: &[Frame], align: u32, whole: bool) -> Vec<Piece<'_>> {
+/// rounds its origin down to a multiple, as WebP's even offsets need).
+fn pieces(frames: &[Frame], align: u32) -> Vec<Piece<'_>> {
     let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(frames.len());
     for (i, frame) in frames.iter().enumerate() {
         let full = (0, 0, frame.image.width(), frame.image.height());
         let rect = match i.checked_sub(1) {
             None => Some(full),
-            Some(p) => {
-                changed(&frames[p].image, &frame.image, align)
-                    .map(|rect| if whole { full } else { rect })
-            }
+            Some(p) => changed(&frames[p].image, &frame.image, align),
         };
         match (rect, pieces.last_mut()) {
             // Nothing changed: the previous piece shows longer.
@@ -102,22 +99,37 @@ fn crop(image: &RgbaImage, (x, y, w, h): Rect) -> RgbaImage {
     image.view(x, y, w, h).to_image()
 }
 
-/// An animated GIF. Opaque animations store changed rectangles over the frame before, their
-/// unchanged pixels transparent; ones with transparency store whole frames, each cleared before
-/// the next (GIF cannot make a kept pixel transparent again).
+/// An animated GIF. Each frame stores its changed rectangle over the frame before, with the
+/// unchanged pixels transparent. GIF cannot make a kept pixel transparent again, so a frame
+/// before one that uncovers pixels is stored whole and cleared after it shows, and the frame
+/// after it is stored whole.
 pub fn gif(frames: &[Frame], plays: Plays, quality: u8) -> Result<Vec<u8>, EngineError> {
     let failed = |e: gif::EncodingError| EngineError::encode(Format::Gif.name(), e);
-    let transparent = frames
-        .iter()
-        .any(|f| f.image.pixels().any(|p| p.0[3] < 255));
     // NeuQuant speed 1 (best palette) .. 30 (fastest), as for stills.
     let speed = (31 - i32::from(quality) * 30 / 100).clamp(1, 30);
-    let encoded: Vec<gif::Frame<'static>> = pieces(frames, 1, transparent)
+    let mut pieces = pieces(frames, 1);
+    let clears: Vec<bool> = pieces
+        .windows(2)
+        .map(|pair| uncovers(pair[0].image, pair[1].image))
+        .chain([false])
+        .collect();
+    for (k, piece) in pieces.iter_mut().enumerate() {
+        let after_clear = k > 0 && clears[k - 1];
+        if clears[k] || after_clear {
+            piece.rect = (0, 0, piece.image.width(), piece.image.height());
+        }
+        if after_clear {
+            // Drawn on a cleared canvas: nothing of the frame before shows through.
+            piece.previous = None;
+        }
+    }
+    let encoded: Vec<gif::Frame<'static>> = pieces
         .par_iter()
-        .map(|piece| {
+        .zip(&clears)
+        .map(|(piece, &clear)| {
             let (x, y, w, h) = piece.rect;
             let mut pixels = crop(piece.image, piece.rect).into_raw();
-            if let (false, Some(previous)) = (transparent, piece.previous) {
+            if let Some(previous) = piece.previous {
                 keep_unchanged(&mut pixels, &crop(previous, piece.rect));
             }
             let mut frame = gif::Frame::from_rgba_speed(w as u16, h as u16, &mut pixels, speed);
@@ -125,7 +137,7 @@ pub fn gif(frames: &[Frame], plays: Plays, quality: u8) -> Result<Vec<u8>, Engin
             frame.top = y as u16;
             // GIF delays are in hundredths of a second.
             frame.delay = ((piece.delay_ms + 5) / 10).min(u32::from(u16::MAX)) as u16;
-            frame.dispose = if transparent {
+            frame.dispose = if clear {
                 gif::DisposalMethod::Background
             } else {
                 gif::DisposalMethod::Keep
@@ -155,8 +167,18 @@ pub fn gif(frames: &[Frame], plays: Plays, quality: u8) -> Result<Vec<u8>, Engin
     Ok(out)
 }
 
-/// Makes the pixels of an opaque frame that equal the frame before transparent, so the kept
-/// pixel shows through: long runs of one index, which LZW stores in a few bits.
+/// Whether `next` makes a pixel that `shown` shows transparent (GIF transparency is all or
+/// nothing: any alpha shows).
+fn uncovers(shown: &RgbaImage, next: &RgbaImage) -> bool {
+    shown.dimensions() != next.dimensions()
+        || shown
+            .pixels()
+            .zip(next.pixels())
+            .any(|(a, b)| a.0[3] != 0 && b.0[3] == 0)
+}
+
+/// Makes the pixels of a frame that equal the frame before transparent, so the kept pixel
+/// shows through: long runs of one index, which LZW stores in a few bits.
 fn keep_unchanged(pixels: &mut [u8], previous: &RgbaImage) {
     for (pixel, before) in pixels
         .chunks_exact_mut(4)
@@ -178,7 +200,7 @@ pub fn webp(
     icc: Option<&[u8]>,
 ) -> Result<Vec<u8>, EngineError> {
     let failed = |e: String| EngineError::encode(Format::Webp.name(), e);
-    let stills: Vec<(Rect, u32, Vec<u8>)> = pieces(frames, 2, false)
+    let stills: Vec<(Rect, u32, Vec<u8>)> = pieces(frames, 2)
         .par_iter()
         .map(|piece| {
             let (_, _, w, h) = piece.rect;
@@ -248,15 +270,61 @@ mod tests {
             }
         };
         let frames = [frame(still, 40), frame(still, 60), frame(dot, 100)];
-        let pieces = pieces(&frames, 2, false);
+        let pieces = pieces(&frames, 2);
         assert_eq!(pieces.len(), 2);
         assert_eq!((pieces[0].rect, pieces[0].delay_ms), ((0, 0, 9, 7), 100));
         // (5, 3) with its origin rounded down to even: (4, 2), reaching x = 5 and y = 3.
         assert_eq!((pieces[1].rect, pieces[1].delay_ms), ((4, 2, 2, 2), 100));
-        let whole = super::pieces(&frames, 1, true);
-        assert_eq!(
-            whole.iter().map(|p| p.rect).collect::<Vec<_>>(),
-            [(0, 0, 9, 7); 2]
-        );
+        let clear = |x, _| {
+            if x == 0 {
+                [0, 0, 0, 0]
+            } else {
+                [10, 20, 30, 255]
+            }
+        };
+        assert!(uncovers(&frames[0].image, &frame(clear, 10).image));
+        assert!(!uncovers(&frame(clear, 10).image, &frames[0].image));
+    }
+
+    #[test]
+    fn a_gif_frame_that_uncovers_pixels_shows_them_transparent() {
+        use image::AnimationDecoder;
+        // A red bar on a transparent canvas moves right, then a blue row is added.
+        let bar = |from: u32| {
+            move |x: u32, _| {
+                if (from..from + 3).contains(&x) {
+                    [255, 0, 0, 255]
+                } else {
+                    [0, 0, 0, 0]
+                }
+            }
+        };
+        let bar_and_row = |x: u32, y: u32| match (x, y) {
+            (5..=7, _) => [255, 0, 0, 255],
+            (_, 0) => [0, 0, 255, 255],
+            _ => [0, 0, 0, 0],
+        };
+        let frames = [
+            frame(bar(0), 100),
+            frame(bar(5), 100),
+            frame(bar_and_row, 100),
+        ];
+        let bytes = gif(&frames, Plays::Forever, 80).unwrap();
+        let shown = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(bytes))
+            .unwrap()
+            .into_frames()
+            .collect_frames()
+            .unwrap();
+        assert_eq!(shown.len(), 3);
+        for (made, want) in shown.iter().zip(&frames) {
+            for (x, y, p) in made.buffer().enumerate_pixels() {
+                let expected = want.image.get_pixel(x, y).0;
+                let what = format!("({x}, {y}): {:?} for {expected:?}", p.0);
+                assert_eq!(p.0[3] == 0, expected[3] == 0, "{what}");
+                if expected[3] != 0 {
+                    assert_eq!(p.0[..3], expected[..3], "{what}");
+                }
+            }
+        }
     }
 }
