@@ -19,13 +19,10 @@ TARGET=${CARGO_TARGET_DIR:-target}
 
 command -v vipsthumbnail >/dev/null || { echo "vipsthumbnail missing: apt-get install libvips-tools" >&2; exit 1; }
 python3 -c 'import PIL' 2>/dev/null || { echo "Pillow missing: pip install pillow" >&2; exit 1; }
-cargo build --release -q -p workers
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh
+release_worker
 find_sharp
-WORKER="$TARGET/release/worker"
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
 
 
 cat > "$OUT/sharp.js" <<'JS'

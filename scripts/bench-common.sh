@@ -25,3 +25,12 @@ find_sharp() {
   [ -d "$SHARP/node_modules/sharp" ] && HAVE_SHARP=1
   return 0
 }
+
+# release_worker : builds the release `worker`, sets WORKER to it and OUT to a scratch directory
+# removed on exit.
+release_worker() {
+  cargo build --release -q -p workers
+  WORKER="$TARGET/release/worker"
+  OUT=$(mktemp -d)
+  trap 'rm -rf "$OUT"' EXIT
+}

@@ -16,10 +16,9 @@ THREADS=${THREADS:-$(nproc)}
 TARGET=${CARGO_TARGET_DIR:-target}
 
 command -v vipsthumbnail >/dev/null || { echo "vipsthumbnail missing: apt-get install libvips-tools" >&2; exit 1; }
-cargo build --release -q -p workers
-WORKER="$TARGET/release/worker"
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
+release_worker
 SPEC='{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
 HAVE_PIL=0
 python3 -c 'import PIL' 2>/dev/null && HAVE_PIL=1
@@ -42,8 +41,6 @@ if __name__ == "__main__":
         pool.map(thumb, enumerate(files), chunksize=4)
 PY
 
-# shellcheck source=scripts/bench-common.sh
-. scripts/bench-common.sh
 
 printf '%-8s %6s %12s %12s %12s %10s %10s\n' set images imagepipe vips pillow "vs vips" "vs pillow"
 for set in jpeg large; do

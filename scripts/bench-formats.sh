@@ -24,14 +24,12 @@ for tool in vipsthumbnail heif-thumbnailer heif-convert; do
     exit 1
   }
 done
-cargo build --release -q -p workers
-# sharp (npm, with its own libvips 8.17 + libheif 1.20; AV1 only, no HEVC) for AVIF, when node is here.
+# sharp (npm, its own libvips 8.17 + libheif 1.20; AV1 only, no HEVC) for AVIF, when node is here:
+# found (or installed) after the build.
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh
+release_worker
 find_sharp
-WORKER="$TARGET/release/worker"
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
 cat > "$OUT/sharp.js" <<'JS'
 // node sharp.js OUTDIR CONCURRENCY FILES... : 256 px JPEG q80 thumbnails, CONCURRENCY at once
 const sharp = require('sharp');

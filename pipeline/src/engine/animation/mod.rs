@@ -11,8 +11,9 @@ use rayon::prelude::*;
 
 use crate::spec::{Format, OutputSpec, Spec};
 
-pub(super) use container::{Container, Plays};
-pub(super) use write::Frame;
+pub(super) use container::Container;
+use container::Plays;
+use write::Frame;
 
 use super::decode::{Decoded, Header};
 use super::error::EngineError;
