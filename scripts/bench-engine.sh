@@ -3,8 +3,11 @@
 #   imagepipe  `worker transform` (every core)
 #   libvips    `vipsthumbnail` (Debian libvips-tools), one process per core
 #   Pillow     JPEG draft mode + thumbnail, one process per core (when python3 has PIL)
+#   sharp      the npm package (its own libvips build), one image per core at once (when node
+#              is here; installed into $TARGET/sharp on first use)
 # Task: fit inside 256x256, JPEG quality 80, metadata stripped. Prints images/s (best of RUNS)
-# and ratios, then the peak RSS of `worker transform` on each large photo.
+# and ratios, then the peak RSS of `worker transform` on each large photo, then (QUALITY=1, the
+# default) WebP and AVIF at equal quality: see scripts/bench-quality.sh.
 #
 #   scripts/bench-engine.sh            # ROUNDS=8 RUNS=3 by default
 set -euo pipefail
@@ -22,6 +25,21 @@ release_worker
 SPEC='{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
 HAVE_PIL=0
 python3 -c 'import PIL' 2>/dev/null && HAVE_PIL=1
+find_sharp
+cat > "$OUT/sharp.js" <<'JS'
+// node sharp.js OUTDIR CONCURRENCY FILES... : 256 px JPEG q80 thumbnails, CONCURRENCY at once
+const sharp = require('sharp');
+const [out, conc, ...files] = process.argv.slice(2);
+sharp.concurrency(1);
+let next = 0;
+async function worker() {
+  while (next < files.length) {
+    const n = next++;
+    await sharp(files[n]).resize(256, 256, { fit: 'inside' }).jpeg({ quality: 80 }).toFile(`${out}/${n}.jpg`);
+  }
+}
+Promise.all(Array.from({ length: Number(conc) }, worker)).catch((e) => { console.error(e); process.exit(1); });
+JS
 
 cat > "$OUT/pillow.py" <<'PY'
 import os, sys
@@ -42,7 +60,7 @@ if __name__ == "__main__":
 PY
 
 
-printf '%-8s %6s %12s %12s %12s %10s %10s\n' set images imagepipe vips pillow "vs vips" "vs pillow"
+printf '%-8s %6s %12s %12s %12s %12s %10s %10s %10s\n' set images imagepipe vips pillow sharp "vs vips" "vs pillow" "vs sharp"
 for set in jpeg large; do
   mapfile -t base < <(ls "$CORPUS/$set"/*.jpg)
   files=()
@@ -57,12 +75,17 @@ for set in jpeg large; do
   else
     pil=0
   fi
-  python3 - "$set" "$n" "$ours" "$vips" "$pil" <<'PY'
+  sharp=0
+  if [ "$HAVE_SHARP" = 1 ]; then
+    mkdir -p "$OUT/sharp"
+    sharp=$(best_rate "$n" env NODE_PATH="$SHARP/node_modules" node "$OUT/sharp.js" "$OUT/sharp" "$THREADS" "${files[@]}")
+  fi
+  python3 - "$set" "$n" "$ours" "$vips" "$pil" "$sharp" <<'PY'
 import sys
-s, n, ours, vips, pil = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:])
+s, n, ours, vips, pil, sharp = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:])
 fmt = lambda v: f"{v:10.1f}/s" if v else "       n/a"
 ratio = lambda a, b: f"{a / b:9.2f}x" if b else "       n/a"
-print(f"{s:<8} {n:6d} {fmt(ours)} {fmt(vips)} {fmt(pil)} {ratio(ours, vips)} {ratio(ours, pil)}")
+print(f"{s:<8} {n:6d} {fmt(ours)} {fmt(vips)} {fmt(pil)} {fmt(sharp)} {ratio(ours, vips)} {ratio(ours, pil)} {ratio(ours, sharp)}")
 PY
 done
 
@@ -71,3 +94,8 @@ echo "peak RSS of worker transform, one large photo at a time:"
 for f in "$CORPUS"/large/*.jpg; do
   /usr/bin/time -f "  %M KB  $(basename "$f")" "$WORKER" transform --spec "$SPEC" --out "$OUT/rss" "$f" >/dev/null
 done 2>&1
+
+if [ "${QUALITY:-1}" = 1 ]; then
+  echo
+  scripts/bench-quality.sh
+fi

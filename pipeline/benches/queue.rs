@@ -2,10 +2,13 @@
 //! written → acknowledged, with a producer and several consumers running at once.
 //!
 //! `cargo bench -p pipeline --bench queue` (Redis at $IMAGEPIPE_TEST_REDIS_URL or
-//! 127.0.0.1:6379). Tune with JOBS, CONSUMERS, BATCH, KEYS (key counts, `1,100`). Runs in
+//! 127.0.0.1:6379). Tune with JOBS, CONSUMERS, BATCH, KEYS (key counts, `1,100`); COMMANDS=1
+//! prints the Redis commands each job cost and their server time (`INFO commandstats`);
+//! ROUNDS=n runs the scenarios n times, interleaved, and adds their medians. Runs in
 //! one: jobs without API keys (straight onto the stream), then jobs of 1 and of 100 keys first
 //! come, first served and scheduled fairly.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,11 +84,35 @@ async fn main() {
         .split(',')
         .filter_map(|k| k.trim().parse().ok())
         .collect();
-    let none = scenario(&setup, 0, false).await;
+    // Rounds interleave the scenarios, so a slow spell of this shared machine hits them all;
+    // the summary takes each one's median.
+    let rounds = env("ROUNDS", 1).max(1);
+    let mut rates: Vec<Vec<f64>> = Vec::new();
+    for round in 1..=rounds {
+        println!("round {round} of {rounds}");
+        let mut this_round = vec![scenario(&setup, 0, false).await];
+        for &owners in &keys {
+            this_round.push(scenario(&setup, owners, false).await);
+            this_round.push(scenario(&setup, owners, true).await);
+        }
+        print_rates(&keys, &this_round);
+        rates.push(this_round);
+    }
+    if rounds > 1 {
+        println!("medians of {rounds} rounds");
+        let medians: Vec<f64> = (0..rates[0].len())
+            .map(|i| median(rates.iter().map(|r| r[i]).collect()))
+            .collect();
+        print_rates(&keys, &medians);
+    }
+}
+
+/// Prints the rates of one round (or their medians): no keys, then FIFO and fair per key count.
+fn print_rates(keys: &[usize], rates: &[f64]) {
+    let none = rates[0];
     println!("  end to end, no API keys              {none:>10.0} jobs/s");
-    for owners in keys {
-        let fifo = scenario(&setup, owners, false).await;
-        let fair = scenario(&setup, owners, true).await;
+    for (owners, pair) in keys.iter().zip(rates[1..].chunks(2)) {
+        let (fifo, fair) = (pair[0], pair[1]);
         println!(
             "  end to end, {owners:>3} API key(s), FIFO     {fifo:>10.0} jobs/s  ({:.2}× no keys)",
             fifo / none
@@ -95,6 +122,16 @@ async fn main() {
             fair / fifo,
             fair / none
         );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
     }
 }
 
@@ -138,6 +175,7 @@ async fn scenario(setup: &Setup, owners: usize, fair_scheduling: bool) -> f64 {
     // End to end: producer and consumers at once.
     let work = jobs(total, spec, owners);
     let cpu_before = redis_cpu_seconds(url).await;
+    let commands_before = commandstats(url).await;
     let started = Instant::now();
     let producer = {
         let (queue, round_trips) = (queue.clone(), round_trips.clone());
@@ -164,6 +202,9 @@ async fn scenario(setup: &Setup, owners: usize, fair_scheduling: bool) -> f64 {
     maintenance.abort();
     let elapsed = started.elapsed();
     let redis_us = (redis_cpu_seconds(url).await - cpu_before) * 1e6 / total as f64;
+    if std::env::var("COMMANDS").is_ok_and(|v| v == "1") {
+        print_commands(&commands_before, &commandstats(url).await, total);
+    }
     let totals = queue.outcome_totals().await.unwrap();
     assert_eq!(
         totals.succeeded,
@@ -237,21 +278,67 @@ async fn drain(
     }
 }
 
-/// The Redis server's CPU time so far (user + system, seconds): the steadiest measure of what
-/// the queue costs Redis, where jobs/s move with whatever else the machine does.
-async fn redis_cpu_seconds(url: &str) -> f64 {
+/// One section of the Redis server's `INFO`.
+async fn info(url: &str, section: &str) -> String {
     let client = redis::Client::open(url).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
+    redis::cmd("INFO")
+        .arg(section)
         .query_async(&mut conn)
         .await
-        .expect("INFO cpu");
-    info.lines()
+        .expect("INFO")
+}
+
+/// The Redis server's CPU time so far (user + system, seconds): the steadiest measure of what
+/// the queue costs Redis, where jobs/s move with whatever else the machine does.
+async fn redis_cpu_seconds(url: &str) -> f64 {
+    info(url, "cpu")
+        .await
+        .lines()
         .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
         .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
         .sum()
+}
+
+/// Calls and server microseconds per command so far (commands run by scripts counted one by
+/// one; a script's own time includes theirs).
+async fn commandstats(url: &str) -> HashMap<String, (u64, f64)> {
+    let field = |fields: &str, name: &str| -> Option<f64> {
+        let value = fields.split(',').find_map(|f| f.strip_prefix(name))?;
+        value.trim_start_matches('=').parse().ok()
+    };
+    info(url, "commandstats")
+        .await
+        .lines()
+        .filter_map(|l| {
+            let (name, fields) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = field(fields, "calls")? as u64;
+            Some((name.to_owned(), (calls, field(fields, "usec")?)))
+        })
+        .collect()
+}
+
+fn print_commands(
+    before: &HashMap<String, (u64, f64)>,
+    after: &HashMap<String, (u64, f64)>,
+    jobs: usize,
+) {
+    let mut rows: Vec<(&String, f64, f64)> = after
+        .iter()
+        .map(|(name, (calls, usec))| {
+            let (c0, u0) = before.get(name).copied().unwrap_or((0, 0.0));
+            let per_job = |v: f64| v / jobs as f64;
+            (name, per_job((calls - c0) as f64), per_job(usec - u0))
+        })
+        .filter(|(name, calls, _)| *calls > 0.0 && !matches!(name.as_str(), "info" | "ping"))
+        .collect();
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let calls: f64 = rows.iter().map(|r| r.1).sum();
+    println!("    Redis commands per job {calls:.2}:");
+    for (name, calls, usec) in rows {
+        println!("      {name:<18} {calls:7.3} per job {usec:7.2} µs");
+    }
 }

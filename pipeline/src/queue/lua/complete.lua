@@ -20,6 +20,8 @@ local counts = {}
 local durations = {}
 -- Jobs of each API key that ended, counted off the key's quota once per batch.
 local finished = {}
+-- Entries to acknowledge, per stream.
+local acks = {}
 local function count(field, by)
   counts[field] = (counts[field] or 0) + by
 end
@@ -87,9 +89,14 @@ while at <= #ARGV do
     end
     result = 'written'
   end
-  if result ~= 'fenced' then redis.call('XACK', stream, group, entry) end
+  -- Acknowledged below, one XACK per stream for the batch.
+  if result ~= 'fenced' then
+    acks[stream] = acks[stream] or {}
+    table.insert(acks[stream], entry)
+  end
   table.insert(out, result)
 end
+for stream, entries in pairs(acks) do redis.call('XACK', stream, group, unpack(entries)) end
 for field, by in pairs(counts) do
   local per_minute = string.find(field, '_ms', 1, true) and field ~= 'dur_sum_ms'
   if not per_minute then redis.call('HINCRBY', KEYS[7], field, by) end

@@ -17,7 +17,7 @@ local n = (#ARGV - 6) / 3
 for j = 1, n do
   local stream = KEYS[tonumber(ARGV[6 + 3 * j - 2])]
   local entry, id, job = ARGV[6 + 3 * j - 1], ARGV[6 + 3 * j], KEYS[7 + j]
-  local cur = redis.call('HMGET', job, 'status', 'attempts', 'started_at', 'owner', 'next_attempt_at')
+  local cur = redis.call('HMGET', job, 'status', 'attempts', 'started_at', 'owner', 'next_attempt_at', 'lease')
   local status, attempts, owner = cur[1], tonumber(cur[2] or '0'), cur[4]
   local drop = nil
   if not status then
@@ -40,13 +40,14 @@ for j = 1, n do
     table.insert(out, {'drop', drop})
   else
     attempts = attempts + 1
+    -- The next lease token, written with the rest (this script is atomic).
+    local lease = tonumber(cur[6] or '0') + 1
     if cur[3] then
-      redis.call('HSET', job, 'status', 'running', 'attempts', attempts, 'worker', consumer, 'progress', 0)
+      redis.call('HSET', job, 'status', 'running', 'attempts', attempts, 'worker', consumer, 'progress', 0, 'lease', lease)
     else
-      redis.call('HSET', job, 'status', 'running', 'attempts', attempts, 'worker', consumer, 'progress', 0, 'started_at', now)
+      redis.call('HSET', job, 'status', 'running', 'attempts', attempts, 'worker', consumer, 'progress', 0, 'lease', lease, 'started_at', now)
     end
     if cur[5] then redis.call('HDEL', job, 'next_attempt_at') end
-    redis.call('HINCRBY', job, 'lease', 1)
     event(KEYS[4], maxlen, prefix .. id, id, 'running', now, 0, attempts, owner)
     local record = redis.call('HGETALL', job)
     table.insert(record, 1, 'run')
