@@ -34,3 +34,22 @@ release_worker() {
   OUT=$(mktemp -d)
   trap 'rm -rf "$OUT"' EXIT
 }
+
+# sharp_jpeg_js : writes $OUT/sharp.js, sharp's 256 px JPEG q80 thumbnails
+# (node $OUT/sharp.js OUTDIR CONCURRENCY FILES...: CONCURRENCY images at once, OUTDIR/<i>.jpg).
+sharp_jpeg_js() {
+  cat > "$OUT/sharp.js" <<'JS'
+// node sharp.js OUTDIR CONCURRENCY FILES... : 256 px JPEG q80 thumbnails, CONCURRENCY at once
+const sharp = require('sharp');
+const [out, conc, ...files] = process.argv.slice(2);
+sharp.concurrency(1);
+let next = 0;
+async function worker() {
+  while (next < files.length) {
+    const n = next++;
+    await sharp(files[n]).resize(256, 256, { fit: 'inside' }).jpeg({ quality: 80 }).toFile(`${out}/${n}.jpg`);
+  }
+}
+Promise.all(Array.from({ length: Number(conc) }, worker)).catch((e) => { console.error(e); process.exit(1); });
+JS
+}

@@ -26,20 +26,7 @@ SPEC='{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256
 HAVE_PIL=0
 python3 -c 'import PIL' 2>/dev/null && HAVE_PIL=1
 find_sharp
-cat > "$OUT/sharp.js" <<'JS'
-// node sharp.js OUTDIR CONCURRENCY FILES... : 256 px JPEG q80 thumbnails, CONCURRENCY at once
-const sharp = require('sharp');
-const [out, conc, ...files] = process.argv.slice(2);
-sharp.concurrency(1);
-let next = 0;
-async function worker() {
-  while (next < files.length) {
-    const n = next++;
-    await sharp(files[n]).resize(256, 256, { fit: 'inside' }).jpeg({ quality: 80 }).toFile(`${out}/${n}.jpg`);
-  }
-}
-Promise.all(Array.from({ length: Number(conc) }, worker)).catch((e) => { console.error(e); process.exit(1); });
-JS
+sharp_jpeg_js
 
 cat > "$OUT/pillow.py" <<'PY'
 import os, sys
