@@ -11,16 +11,12 @@
 #   scripts/bench-animation.sh            # ROUNDS=2 RUNS=3 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CORPUS=${IMAGEPIPE_CORPUS:-../shared/corpus}
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
 ROUNDS=${ROUNDS:-2}
-RUNS=${RUNS:-3}
-THREADS=${THREADS:-$(nproc)}
-TARGET=${CARGO_TARGET_DIR:-target}
 
 command -v vipsthumbnail >/dev/null || { echo "vipsthumbnail missing: apt-get install libvips-tools" >&2; exit 1; }
 python3 -c 'import PIL' 2>/dev/null || { echo "Pillow missing: pip install pillow" >&2; exit 1; }
-# shellcheck source=scripts/bench-common.sh
-. scripts/bench-common.sh
 release_worker
 find_sharp
 

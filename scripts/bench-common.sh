@@ -1,4 +1,11 @@
-# Sourced by the benchmark scripts: timing helpers. RUNS (default 3) is how often a command runs.
+# Sourced by the benchmark scripts: their shared settings and timing helpers.
+# Settings (each taken from the environment when set): CORPUS (IMAGEPIPE_CORPUS, default
+# ../shared/corpus), RUNS (how often a timed command runs, default 3), THREADS (default: every
+# core), TARGET (CARGO_TARGET_DIR, default target).
+CORPUS=${IMAGEPIPE_CORPUS:-../shared/corpus}
+RUNS=${RUNS:-3}
+THREADS=${THREADS:-$(nproc)}
+TARGET=${CARGO_TARGET_DIR:-target}
 
 now() { date +%s.%N; }
 
@@ -6,7 +13,7 @@ now() { date +%s.%N; }
 best_rate() {
   local count=$1; shift
   local best=0
-  for _ in $(seq "${RUNS:-3}"); do
+  for _ in $(seq "$RUNS"); do
     local t0 t1
     t0=$(now); "$@" >/dev/null 2>&1; t1=$(now)
     best=$(python3 -c "print(max($best, $count / ($t1 - $t0)))")

@@ -12,15 +12,11 @@
 #   scripts/bench-engine.sh            # ROUNDS=8 RUNS=3 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CORPUS=${IMAGEPIPE_CORPUS:-../shared/corpus}
-ROUNDS=${ROUNDS:-8}
-RUNS=${RUNS:-3}
-THREADS=${THREADS:-$(nproc)}
-TARGET=${CARGO_TARGET_DIR:-target}
-
-command -v vipsthumbnail >/dev/null || { echo "vipsthumbnail missing: apt-get install libvips-tools" >&2; exit 1; }
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh
+ROUNDS=${ROUNDS:-8}
+
+command -v vipsthumbnail >/dev/null || { echo "vipsthumbnail missing: apt-get install libvips-tools" >&2; exit 1; }
 release_worker
 SPEC='{"outputs":[{"name":"thumb","ops":[{"op":"resize","width":256,"height":256}],"format":"jpeg","quality":80}]}'
 HAVE_PIL=0

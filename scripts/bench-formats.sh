@@ -12,11 +12,9 @@
 #   scripts/bench-formats.sh            # ROUNDS=4 RUNS=3 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CORPUS=${IMAGEPIPE_CORPUS:-../shared/corpus}
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
 ROUNDS=${ROUNDS:-4}
-RUNS=${RUNS:-3}
-THREADS=${THREADS:-$(nproc)}
-TARGET=${CARGO_TARGET_DIR:-target}
 
 for tool in vipsthumbnail heif-thumbnailer heif-convert; do
   command -v "$tool" >/dev/null || {
@@ -26,8 +24,6 @@ for tool in vipsthumbnail heif-thumbnailer heif-convert; do
 done
 # sharp (npm, its own libvips 8.17 + libheif 1.20; AV1 only, no HEVC) for AVIF, when node is here:
 # found (or installed) after the build.
-# shellcheck source=scripts/bench-common.sh
-. scripts/bench-common.sh
 release_worker
 find_sharp
 sharp_jpeg_js

@@ -14,16 +14,12 @@
 #   scripts/bench-quality.sh            # ROUNDS=2 RUNS=3 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CORPUS=${IMAGEPIPE_CORPUS:-../shared/corpus}
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
 ROUNDS=${ROUNDS:-2}
-RUNS=${RUNS:-3}
-THREADS=${THREADS:-$(nproc)}
-TARGET=${CARGO_TARGET_DIR:-target}
 WEBP_QUALITIES=${WEBP_QUALITIES:-60 70 80 90}
 AVIF_QUALITIES=${AVIF_QUALITIES:-40 50 60 70 80 90}
 
-# shellcheck source=scripts/bench-common.sh
-. scripts/bench-common.sh
 release_worker
 find_sharp
 python3 -c 'import ssimulacra2' 2>/dev/null || python3 -m pip install -q ssimulacra2
