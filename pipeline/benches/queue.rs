@@ -4,9 +4,11 @@
 //! `cargo bench -p pipeline --bench queue` (Redis at $IMAGEPIPE_TEST_REDIS_URL or
 //! 127.0.0.1:6379). Tune with JOBS, CONSUMERS, BATCH, KEYS (key counts, `1,100`); COMMANDS=1
 //! prints the Redis commands each job cost and their server time (`INFO commandstats`);
-//! ROUNDS=n runs the scenarios n times, interleaved, and adds their medians. Runs in
-//! one: jobs without API keys (straight onto the stream), then jobs of 1 and of 100 keys first
-//! come, first served and scheduled fairly.
+//! ROUNDS=n runs the scenarios n times, interleaved, and adds their medians; WINDOWS (fair
+//! windows to compare, default the queue's `FAIR_WINDOW`); TAKE=0 has consumers fetch and
+//! start in two calls, as workers did before the take script. Runs in one: jobs without API keys
+//! (straight onto the stream), then jobs of 1 and of 100 keys first come, first served and
+//! scheduled fairly.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use pipeline::engine::SourceFormat;
 use pipeline::job::{new_job_id, JobInput, NewJob};
-use pipeline::queue::{Consumer, Outcome, Queue, QueueConfig, Started};
+use pipeline::queue::{Consumer, HeldFrom, Outcome, Queue, QueueConfig, Started, FAIR_WINDOW};
 use pipeline::spec::Spec;
 
 fn env(name: &str, default: usize) -> usize {
@@ -86,16 +88,24 @@ async fn main() {
         .collect();
     // Rounds interleave the scenarios, so a slow spell of this shared machine hits them all;
     // the summary takes each one's median.
+    let windows: Vec<u64> = std::env::var("WINDOWS")
+        .unwrap_or_else(|_| FAIR_WINDOW.to_string())
+        .split(',')
+        .filter_map(|w| w.trim().parse().ok())
+        .filter(|&w| w > 0)
+        .collect();
     let rounds = env("ROUNDS", 1).max(1);
     let mut rates: Vec<Vec<f64>> = Vec::new();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
-        let mut this_round = vec![scenario(&setup, 0, false).await];
+        let mut this_round = vec![scenario(&setup, 0, 0).await];
         for &owners in &keys {
-            this_round.push(scenario(&setup, owners, false).await);
-            this_round.push(scenario(&setup, owners, true).await);
+            this_round.push(scenario(&setup, owners, 0).await);
+            for &window in &windows {
+                this_round.push(scenario(&setup, owners, window).await);
+            }
         }
-        print_rates(&keys, &this_round);
+        print_rates(&keys, &windows, &this_round);
         rates.push(this_round);
     }
     if rounds > 1 {
@@ -103,25 +113,28 @@ async fn main() {
         let medians: Vec<f64> = (0..rates[0].len())
             .map(|i| median(rates.iter().map(|r| r[i]).collect()))
             .collect();
-        print_rates(&keys, &medians);
+        print_rates(&keys, &windows, &medians);
     }
 }
 
-/// Prints the rates of one round (or their medians): no keys, then FIFO and fair per key count.
-fn print_rates(keys: &[usize], rates: &[f64]) {
+/// Prints the rates of one round (or their medians): no keys, then FIFO and fair (per window)
+/// per key count.
+fn print_rates(keys: &[usize], windows: &[u64], rates: &[f64]) {
     let none = rates[0];
     println!("  end to end, no API keys              {none:>10.0} jobs/s");
-    for (owners, pair) in keys.iter().zip(rates[1..].chunks(2)) {
-        let (fifo, fair) = (pair[0], pair[1]);
+    for (owners, row) in keys.iter().zip(rates[1..].chunks(1 + windows.len())) {
+        let fifo = row[0];
         println!(
             "  end to end, {owners:>3} API key(s), FIFO     {fifo:>10.0} jobs/s  ({:.2}× no keys)",
             fifo / none
         );
-        println!(
-            "  end to end, {owners:>3} API key(s), fair     {fair:>10.0} jobs/s  ({:.2}× FIFO, {:.2}× no keys)",
-            fair / fifo,
-            fair / none
-        );
+        for (window, fair) in windows.iter().zip(&row[1..]) {
+            println!(
+                "  end to end, {owners:>3} API key(s), fair {window:>3} {fair:>10.0} jobs/s  ({:.2}× FIFO, {:.2}× no keys)",
+                fair / fifo,
+                fair / none
+            );
+        }
     }
 }
 
@@ -137,7 +150,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// Enqueues (alone, for reference, then with consumers running at once) and drains; returns
 /// the end-to-end rate in jobs a second.
-async fn scenario(setup: &Setup, owners: usize, fair_scheduling: bool) -> f64 {
+async fn scenario(setup: &Setup, owners: usize, fair_window: u64) -> f64 {
     let Setup {
         url,
         total,
@@ -149,7 +162,7 @@ async fn scenario(setup: &Setup, owners: usize, fair_scheduling: bool) -> f64 {
     let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let config = QueueConfig {
         name,
-        fair_scheduling,
+        fair_window,
         ..QueueConfig::default()
     };
     let queue = Queue::connect(url, config).await.expect("redis");
@@ -212,8 +225,8 @@ async fn scenario(setup: &Setup, owners: usize, fair_scheduling: bool) -> f64 {
         "every job succeeded once"
     );
     let rate = total as f64 / elapsed.as_secs_f64();
-    println!("  [{owners} keys, fair {fair_scheduling}] Redis CPU {redis_us:.1} µs per job");
-    println!("  [{owners} keys, fair {fair_scheduling}] enqueue alone {enqueue_rate:.0} jobs/s; end to end {rate:.0} jobs/s ({:.2} s); round trips per job {:.3}",
+    println!("  [{owners} keys, fair window {fair_window}] Redis CPU {redis_us:.1} µs per job");
+    println!("  [{owners} keys, fair window {fair_window}] enqueue alone {enqueue_rate:.0} jobs/s; end to end {rate:.0} jobs/s ({:.2} s); round trips per job {:.3}",
         elapsed.as_secs_f64(),
         round_trips.load(Ordering::Relaxed) as f64 / total as f64
     );
@@ -243,16 +256,11 @@ async fn drain(
         .unwrap();
         let (done, round_trips) = (done.clone(), round_trips.clone());
         tasks.push(tokio::spawn(async move {
+            let mut drained = false;
             while done.load(Ordering::Relaxed) < expected {
-                let deliveries = consumer
-                    .fetch(batch, Duration::from_millis(20))
-                    .await
-                    .unwrap();
-                round_trips.fetch_add(1, Ordering::Relaxed);
-                if deliveries.is_empty() {
+                let Some(started) = take(&consumer, batch, &mut drained, &round_trips).await else {
                     continue;
-                }
-                let started = consumer.start(&deliveries).await.unwrap();
+                };
                 let finished: Vec<_> = started
                     .into_iter()
                     .filter_map(|s| match s {
@@ -268,7 +276,7 @@ async fn drain(
                     })
                     .collect();
                 consumer.complete(&finished).await.unwrap();
-                round_trips.fetch_add(2, Ordering::Relaxed);
+                round_trips.fetch_add(1, Ordering::Relaxed);
                 done.fetch_add(finished.len() as u64, Ordering::Relaxed);
             }
         }));
@@ -276,6 +284,43 @@ async fn drain(
     for task in tasks {
         task.await.unwrap();
     }
+}
+
+/// Up to `batch` jobs started, as the worker takes them (one take call, blocking first when
+/// the last take found the queue drained) — or, with TAKE=0, as it did before the take
+/// script (a fetch, then a start). `None` when nothing came.
+async fn take(
+    consumer: &Consumer,
+    batch: usize,
+    drained: &mut bool,
+    round_trips: &AtomicU64,
+) -> Option<Vec<Started>> {
+    let block = Duration::from_millis(20);
+    if std::env::var("TAKE").is_ok_and(|v| v == "0") {
+        let deliveries = consumer.fetch(batch, block).await.unwrap();
+        round_trips.fetch_add(1, Ordering::Relaxed);
+        if deliveries.is_empty() {
+            return None;
+        }
+        round_trips.fetch_add(1, Ordering::Relaxed);
+        return Some(consumer.start(&deliveries).await.unwrap());
+    }
+    let mut held = Vec::new();
+    if *drained {
+        held = consumer.wait_for_new(batch, block).await.unwrap();
+        round_trips.fetch_add(1, Ordering::Relaxed);
+        if held.is_empty() {
+            *drained = false;
+            return None;
+        }
+    }
+    let taken = consumer
+        .take(&held, HeldFrom::Read, batch.saturating_sub(held.len()))
+        .await
+        .unwrap();
+    round_trips.fetch_add(1, Ordering::Relaxed);
+    *drained = taken.drained;
+    (!taken.started.is_empty()).then_some(taken.started)
 }
 
 /// One section of the Redis server's `INFO`.

@@ -1,5 +1,5 @@
-//! The worker's side of the queue: fetching in priority order, starting, renewing leases,
-//! taking over abandoned jobs, and recording how attempts ended.
+//! The worker's side of the queue: fetching in priority order, starting (or both in one call),
+//! renewing leases, taking over abandoned jobs, and recording how attempts ended.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -48,6 +48,25 @@ pub enum Started {
         job_id: String,
         reason: String,
     },
+}
+
+/// Where the deliveries handed to [`Consumer::take`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldFrom {
+    /// A read of new entries ([`Consumer::wait_for_new`]).
+    Read,
+    /// Taken over from a dead worker ([`Consumer::reclaim`]).
+    Reclaim,
+}
+
+/// What [`Consumer::take`] started.
+#[derive(Debug, Clone, Default)]
+pub struct Taken {
+    /// The held deliveries first, then the new ones.
+    pub started: Vec<Started>,
+    /// The read came up short: every stream (and every API key's list) was empty just now, so
+    /// the next take may block for new entries ([`Consumer::wait_for_new`]) straight away.
+    pub drained: bool,
 }
 
 /// How an attempt ended.
@@ -128,7 +147,8 @@ impl Consumer {
         &self.queue
     }
 
-    /// Up to `max` new entries, high priority first; waits up to `block` when there are none.
+    /// Up to `max` new entries, high priority first; waits up to `block` when there are none
+    /// (and may then return up to `max` of each priority).
     pub async fn fetch(&self, max: usize, block: Duration) -> Result<Vec<Delivery>> {
         if max == 0 {
             return Ok(Vec::new());
@@ -161,27 +181,38 @@ impl Consumer {
         if !found.is_empty() || block.is_zero() {
             return Ok(found);
         }
-        // Nothing waiting: block on all three streams for the next entry.
-        let reply: Value = self
-            .blocking
-            .query(
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&self.name)
-                    .arg("COUNT")
-                    .arg(max)
-                    .arg("BLOCK")
-                    .arg(block.as_millis() as u64)
-                    .arg("STREAMS")
-                    .arg(&high)
-                    .arg(&normal)
-                    .arg(&low)
-                    .arg(">")
-                    .arg(">")
-                    .arg(">"),
-            )
-            .await?;
+        self.wait_for_new(max, block).await
+    }
+
+    /// Up to `per_stream` new entries of each priority as they arrive, waiting up to `block`
+    /// (zero: not at all). A plain read of the three streams: it does not feed jobs of API
+    /// keys (enqueue feeds a few ahead, so that such a read wakes; [`Consumer::take`] and
+    /// [`Consumer::fetch`] feed the rest).
+    pub async fn wait_for_new(&self, per_stream: usize, block: Duration) -> Result<Vec<Delivery>> {
+        let [high, normal, low] = self.queue.keys.streams();
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(per_stream);
+        if !block.is_zero() {
+            read.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        read.arg("STREAMS")
+            .arg(&high)
+            .arg(&normal)
+            .arg(&low)
+            .arg(">")
+            .arg(">")
+            .arg(">");
+        // A read that blocks goes on its own connection, so it never holds up other calls.
+        let conn = if block.is_zero() {
+            &self.queue.redis
+        } else {
+            &self.blocking
+        };
+        let reply: Value = conn.query(&read).await?;
         Ok(deliveries_from_read(&reply, &[high, normal, low]))
     }
 
@@ -248,52 +279,60 @@ impl Consumer {
             invocation.arg(d.stream).arg(&d.entry).arg(&d.job_id);
         }
         let replies: Vec<Vec<String>> = self.queue.redis.script(&invocation).await?;
-        deliveries
+        Ok(deliveries
             .iter()
             .zip(replies)
-            .map(|(d, reply)| {
-                if reply.first().map(String::as_str) != Some("run") {
-                    return Ok(Started::Dropped {
-                        job_id: d.job_id.clone(),
-                        reason: reply.get(1).cloned().unwrap_or_default(),
-                    });
-                }
-                let fields: HashMap<String, String> = reply[1..]
-                    .chunks_exact(2)
-                    .map(|kv| (kv[0].clone(), kv[1].clone()))
-                    .collect();
-                let token = fields.get("lease").and_then(|t| t.parse().ok());
-                let record = match JobRecord::from_fields(&d.job_id, &fields) {
-                    Ok(record) => record,
-                    // Written by a newer gateway (a format this worker does not know): skip it
-                    // and keep the rest of the batch; once its lease expires a worker that can
-                    // read it takes it over.
-                    Err(e) => {
-                        return Ok(Started::Dropped {
-                            job_id: d.job_id.clone(),
-                            reason: format!("unreadable here: {}", e.reason),
-                        })
-                    }
-                };
-                match (record, token) {
-                    (Some(record), Some(token)) => Ok(Started::Run(
-                        Lease {
-                            stream: d.stream,
-                            entry: d.entry.clone(),
-                            job_id: d.job_id.clone(),
-                            attempt: record.attempts,
-                            token,
-                            webhook: record.spec.webhook.is_some(),
-                        },
-                        Box::new(record),
-                    )),
-                    _ => Ok(Started::Dropped {
-                        job_id: d.job_id.clone(),
-                        reason: "gone".into(),
-                    }),
-                }
-            })
-            .collect()
+            .map(|(d, reply)| started_from_reply(d, &reply))
+            .collect())
+    }
+
+    /// Starts `held` (deliveries from [`Consumer::wait_for_new`] or [`Consumer::reclaim`], as
+    /// `from` says), then reads up to `more` new entries (as [`Consumer::fetch`] does, without
+    /// blocking) and starts them too — one round trip instead of a fetch and a start.
+    pub async fn take(&self, held: &[Delivery], from: HeldFrom, more: usize) -> Result<Taken> {
+        if held.is_empty() && more == 0 {
+            return Ok(Taken::default());
+        }
+        let keys = &self.queue.keys;
+        let config = &self.queue.config;
+        let mut invocation = scripts::TAKE.prepare_invoke();
+        for stream in keys.streams() {
+            invocation.key(stream);
+        }
+        invocation.key(keys.tenants());
+        for ring in keys.rings() {
+            invocation.key(ring);
+        }
+        invocation
+            .key(keys.events())
+            .key(keys.dead())
+            .key(keys.stats());
+        for d in held {
+            invocation.key(keys.job(&d.job_id));
+        }
+        invocation
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg(more)
+            .arg(keys.wait_prefix())
+            .arg(config.events_max_len)
+            .arg(keys.job_channel_prefix())
+            .arg(config.max_attempts)
+            .arg(config.result_ttl.as_millis() as u64)
+            .arg(keys.job_prefix())
+            .arg(u8::from(from == HeldFrom::Read));
+        for d in held {
+            invocation.arg(d.stream).arg(&d.entry).arg(&d.job_id);
+        }
+        let reply: Vec<Value> = match self.queue.redis.script(&invocation).await {
+            Err(QueueError::MissingGroup(_)) => {
+                // Redis lost its data (restarted without persistence): start over.
+                self.queue.ensure_groups().await?;
+                return Ok(Taken::default());
+            }
+            other => other?,
+        };
+        taken_from_reply(reply)
     }
 
     /// Renews the leases of jobs in hand and reports lost leases and cancel requests.
@@ -519,6 +558,66 @@ pub fn retry_delay(config: &super::QueueConfig, attempt: u32) -> Duration {
         .min(config.retry_max);
     let half = full / 2;
     half + half.mul_f64(fastrand::f64())
+}
+
+/// A start script's reply for one delivery → what became of it.
+fn started_from_reply(d: &Delivery, reply: &[String]) -> Started {
+    let dropped = |reason: String| Started::Dropped {
+        job_id: d.job_id.clone(),
+        reason,
+    };
+    if reply.first().map(String::as_str) != Some("run") {
+        return dropped(reply.get(1).cloned().unwrap_or_default());
+    }
+    let fields: HashMap<String, String> = reply[1..]
+        .chunks_exact(2)
+        .map(|kv| (kv[0].clone(), kv[1].clone()))
+        .collect();
+    let token = fields.get("lease").and_then(|t| t.parse().ok());
+    match (JobRecord::from_fields(&d.job_id, &fields), token) {
+        (Ok(Some(record)), Some(token)) => Started::Run(
+            Lease {
+                stream: d.stream,
+                entry: d.entry.clone(),
+                job_id: d.job_id.clone(),
+                attempt: record.attempts,
+                token,
+                webhook: record.spec.webhook.is_some(),
+            },
+            Box::new(record),
+        ),
+        // Written by a newer gateway (a format this worker does not know): skip it and keep
+        // the rest of the batch; once its lease expires a worker that can read it takes it
+        // over.
+        (Err(e), _) => dropped(format!("unreadable here: {}", e.reason)),
+        _ => dropped("gone".into()),
+    }
+}
+
+/// The take script's reply: `[drained, [stream, entry, job id, start reply...], ...]`.
+fn taken_from_reply(reply: Vec<Value>) -> Result<Taken> {
+    let malformed = || QueueError::Refused("malformed reply from the take script".into());
+    let mut reply = reply.into_iter();
+    let drained: i64 =
+        redis::from_redis_value(reply.next().ok_or_else(malformed)?).map_err(|_| malformed())?;
+    let started = reply
+        .map(|job| {
+            let parts: Vec<String> = redis::from_redis_value(job).map_err(|_| malformed())?;
+            let [stream, entry, job_id, rest @ ..] = parts.as_slice() else {
+                return Err(malformed());
+            };
+            let delivery = Delivery {
+                stream: stream.parse().map_err(|_| malformed())?,
+                entry: entry.clone(),
+                job_id: job_id.clone(),
+            };
+            Ok(started_from_reply(&delivery, rest))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Taken {
+        started,
+        drained: drained == 1,
+    })
 }
 
 fn deliveries_from_flat(flat: &[String]) -> Vec<Delivery> {

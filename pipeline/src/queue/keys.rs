@@ -33,7 +33,12 @@ impl Keys {
     }
 
     pub fn job(&self, id: &str) -> String {
-        format!("{}:job:{id}", self.prefix)
+        format!("{}{id}", self.job_prefix())
+    }
+
+    /// What every job's key starts with (scripts that read job ids make their keys with it).
+    pub fn job_prefix(&self) -> String {
+        format!("{}:job:", self.prefix)
     }
 
     /// The pub/sub channel of one job's events.

@@ -35,7 +35,8 @@ use crate::text::hex;
 use conn::RedisConn;
 pub use conn::RedisTls;
 pub use consumer::{
-    retry_delay, Completed, Consumer, Delivery, Lease, LeaseState, Outcome, Started,
+    retry_delay, Completed, Consumer, Delivery, HeldFrom, Lease, LeaseState, Outcome, Started,
+    Taken,
 };
 pub use events::{follow_cancels, follow_job_events};
 pub use keys::{stream_index, Keys, GROUP};
@@ -160,9 +161,10 @@ pub struct QueueConfig {
     pub call_timeout: Duration,
     /// TLS material for `rediss://` (default: the system's roots, no client certificate).
     pub tls: RedisTls,
-    /// Jobs of API keys take turns by key within a priority (off: first come, first served;
-    /// for comparisons).
-    pub fair_scheduling: bool,
+    /// Jobs of API keys take turns by key within a priority, with this many fed ahead onto
+    /// each priority's stream so that blocked workers wake ([`FAIR_WINDOW`]; 0: fair
+    /// scheduling off, first come, first served, for comparisons).
+    pub fair_window: u64,
     /// Replicas that must hold an enqueue or a job's end before it counts (Redis `WAIT`; 0:
     /// none, the primary's word is enough).
     pub wait_replicas: u32,
@@ -181,7 +183,7 @@ impl Default for QueueConfig {
             retry_max: Duration::from_secs(300),
             events_max_len: 10_000,
             call_timeout: Duration::from_secs(5),
-            fair_scheduling: true,
+            fair_window: FAIR_WINDOW,
             tls: RedisTls::default(),
             wait_replicas: 0,
             wait_timeout: Duration::from_secs(1),
@@ -373,11 +375,7 @@ impl Queue {
             .arg(self.config.events_max_len)
             .arg(keys.job_channel_prefix())
             .arg(keys.wait_prefix())
-            .arg(if self.config.fair_scheduling {
-                FAIR_WINDOW
-            } else {
-                0
-            });
+            .arg(self.config.fair_window);
         for job in jobs {
             let owner = job.owner.as_deref();
             invocation

@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Shared Lua helpers (events, the server clock, consumer group info), prepended to the
-/// scripts that use them.
+/// Shared Lua helpers (events, the server clock, consumer group info, fair feeding, reading and
+/// starting jobs), prepended to the scripts that use them.
 const HELPERS: &str = include_str!("lua/helpers.lua");
 
 fn with_helpers(body: &str) -> Script {
@@ -26,6 +26,9 @@ pub static FETCH: LazyLock<Script> = LazyLock::new(|| with_helpers(include_str!(
 
 /// Starts delivered jobs (marks them running) or drops late duplicates and exhausted jobs. See `lua/start.lua`.
 pub static START: LazyLock<Script> = LazyLock::new(|| with_helpers(include_str!("lua/start.lua")));
+
+/// Starts held deliveries, then reads and starts new entries, in one call. See `lua/take.lua`.
+pub static TAKE: LazyLock<Script> = LazyLock::new(|| with_helpers(include_str!("lua/take.lua")));
 
 /// Renews leases this consumer still owns and reports cancel requests. See `lua/renew.lua`.
 pub static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
@@ -72,11 +75,12 @@ pub static CLAIM_TICKET: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_ticket.lua")));
 
 /// Every script, to load them up front (pipelined calls use EVALSHA).
-pub fn all() -> [&'static Script; 14] {
+pub fn all() -> [&'static Script; 15] {
     [
         &ENQUEUE,
         &FETCH,
         &START,
+        &TAKE,
         &RENEW,
         &PROGRESS,
         &COMPLETE,

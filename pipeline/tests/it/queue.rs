@@ -11,8 +11,8 @@ use pipeline::engine::SourceFormat;
 use pipeline::failure::{Disposition, FailureCode};
 use pipeline::job::{new_job_id, JobError, JobInput, JobRecord, JobStatus, NewJob, OutputRecord};
 use pipeline::queue::{
-    CancelOutcome, Completed, Consumer, IdempotencyClaim, LeaseState, Outcome, Queue, QueueConfig,
-    QueueError, Started, WorkerInfo,
+    CancelOutcome, Completed, Consumer, HeldFrom, IdempotencyClaim, LeaseState, Outcome, Queue,
+    QueueConfig, QueueError, Started, WorkerInfo,
 };
 use pipeline::spec::{Priority, Spec};
 
@@ -270,6 +270,94 @@ async fn an_unreadable_record_is_dropped_and_the_rest_of_its_batch_runs() {
             Started::Dropped { job_id, reason } if *job_id == newer.id && reason.contains("qoi"))),
         "{started:?}"
     );
+}
+
+/// Ids of the jobs a take started, and the leases to complete them with.
+fn runs(started: Vec<Started>) -> (Vec<String>, Vec<(pipeline::queue::Lease, Outcome)>) {
+    let mut ids = Vec::new();
+    let mut done = Vec::new();
+    for s in started {
+        if let Started::Run(lease, record) = s {
+            assert_eq!((record.status, record.attempts), (JobStatus::Running, 1));
+            ids.push(record.id.clone());
+            done.push((lease, succeed(&record)));
+        }
+    }
+    (ids, done)
+}
+
+/// What a worker does in one call: start the deliveries a blocking read brought, then read
+/// (feeding jobs of API keys) and start the rest, high priority first; and say when the queue
+/// ran dry, so the next take may block at once.
+#[tokio::test]
+async fn a_take_starts_held_and_new_jobs_in_one_call_and_says_when_the_queue_is_drained() {
+    let queue = queue("take").await;
+    let consumer = consumer(&queue, &redis_url()).await;
+    let taken = consumer.take(&[], HeldFrom::Read, 4).await.unwrap();
+    assert!(taken.started.is_empty() && taken.drained, "{taken:?}");
+
+    let jobs: Vec<NewJob> = vec![
+        new_job(Priority::Low, None),
+        new_job(Priority::High, None),
+        new_job(Priority::Normal, Some("key-a")),
+        new_job(Priority::Normal, Some("key-a")),
+        new_job(Priority::Normal, Some("key-b")),
+    ];
+    queue.enqueue_many(&jobs).await.unwrap();
+    let held = consumer
+        .wait_for_new(1, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(
+        (1..=3).contains(&held.len()),
+        "one per stream at most: {held:?}"
+    );
+    let taken = consumer
+        .take(&held, HeldFrom::Read, 10 - held.len())
+        .await
+        .unwrap();
+    assert!(taken.drained, "asked for more than there was");
+    let (ids, done) = runs(taken.started);
+    let held_ids: Vec<&String> = held.iter().map(|d| &d.job_id).collect();
+    assert_eq!(ids.iter().take(held.len()).collect::<Vec<_>>(), held_ids);
+    let all: HashSet<&String> = jobs.iter().map(|j| &j.id).collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>(), all, "each job once");
+    consumer.complete(&done).await.unwrap();
+
+    // Less room than jobs: not drained; high priority first; the rest on the next take.
+    let more: Vec<NewJob> = [Priority::Normal, Priority::High, Priority::Low]
+        .into_iter()
+        .map(|p| new_job(p, None))
+        .collect();
+    queue.enqueue_many(&more).await.unwrap();
+    let taken = consumer.take(&[], HeldFrom::Read, 2).await.unwrap();
+    assert!(!taken.drained);
+    let (ids, first) = runs(taken.started);
+    assert_eq!(ids, vec![more[1].id.clone(), more[0].id.clone()]);
+    let taken = consumer.take(&[], HeldFrom::Read, 2).await.unwrap();
+    assert!(taken.drained);
+    let (ids, second) = runs(taken.started);
+    assert_eq!(ids, vec![more[2].id.clone()]);
+    consumer.complete(&[first, second].concat()).await.unwrap();
+
+    // A held delivery of a job that already ended is acknowledged and dropped, never re-run.
+    let _: String = redis_query(
+        redis::cmd("XADD")
+            .arg(queue.keys().stream(Priority::Normal))
+            .arg("*")
+            .arg("id")
+            .arg(&more[0].id),
+    )
+    .await;
+    let held = consumer.wait_for_new(4, Duration::ZERO).await.unwrap();
+    let taken = consumer.take(&held, HeldFrom::Read, 0).await.unwrap();
+    assert!(
+        matches!(taken.started.as_slice(), [Started::Dropped { reason, .. }] if reason == "succeeded"),
+        "{taken:?}"
+    );
+    assert_eq!(status(&queue, &more[0].id).await, JobStatus::Succeeded);
+    assert_eq!(queue.depth().await.unwrap().in_flight, [0; 3]);
+    queue.purge().await.ok();
 }
 
 #[tokio::test]

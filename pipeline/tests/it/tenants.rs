@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use pipeline::job::{JobStatus, NewJob};
-use pipeline::queue::{Admission, CancelOutcome, Consumer, Started, TenantLimits};
+use pipeline::queue::{Admission, CancelOutcome, Consumer, HeldFrom, Started, TenantLimits};
 use pipeline::spec::Priority;
 
 use crate::common::redis_url;
@@ -179,6 +179,37 @@ async fn a_key_over_its_rate_waits_while_others_go_on() {
     assert_eq!(
         queue.admit_tenant("fast", limits).await.unwrap(),
         Admission::Admitted
+    );
+    queue.purge().await.ok();
+}
+
+/// A worker woken by a blocking read of fed jobs, and with no room to read more, still counts
+/// them off what was fed ahead: enqueue goes on feeding, so another key's new job reaches the
+/// streams (and wakes other blocked workers) at once.
+#[tokio::test]
+async fn jobs_a_blocking_read_took_are_counted_off_what_was_fed_ahead() {
+    let queue = queue("fair-held").await;
+    let consumer = consumer(&queue, &redis_url()).await;
+    let taken = consumer.take(&[], HeldFrom::Read, 1).await.unwrap();
+    assert!(taken.drained, "empty at first");
+    let window = pipeline::queue::FAIR_WINDOW as usize;
+    queue.enqueue_many(&jobs_of("a", window + 6)).await.unwrap();
+    let held = consumer
+        .wait_for_new(window, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), window, "enqueue fed its window ahead");
+    let taken = consumer.take(&held, HeldFrom::Read, 0).await.unwrap();
+    assert_eq!(taken.started.len(), window);
+    let late = jobs_of("b", 1);
+    queue.enqueue_many(&late).await.unwrap();
+    let next = consumer
+        .wait_for_new(window, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(
+        next.iter().any(|d| d.job_id == late[0].id),
+        "key b's job was fed: {next:?}"
     );
     queue.purge().await.ok();
 }

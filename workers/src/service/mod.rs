@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use pipeline::job::JobRecord;
 use pipeline::queue::{
-    Completed, Consumer, Lease, LeaseState, Outcome, Queue, QueueError, Started, WorkerInfo,
+    Completed, Consumer, HeldFrom, Lease, LeaseState, Outcome, Queue, QueueError, Started,
+    WorkerInfo,
 };
 use pipeline::shutdown::Shutdown;
 use pipeline::storage::Storage;
@@ -46,6 +47,10 @@ pub enum StartError {
 
 /// How long a blocking fetch waits for work (also bounds how fast a stop is noticed).
 const FETCH_BLOCK: Duration = Duration::from_secs(1);
+
+/// Job streams, one per priority.
+const PRIORITIES: usize = pipeline::spec::Priority::ALL.len();
+
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// A finished attempt waiting to be recorded, and who to tell what became of it.
@@ -247,6 +252,7 @@ async fn fetch_loop(
     let permits = Arc::new(Semaphore::new(shared.settings.capacity));
     let mut reclaim = ReclaimClock::new(shared.settings.queue.visibility_timeout);
     let mut backoff = Duration::from_millis(100);
+    let mut drained = false;
     while !shutdown.is_triggered() {
         while jobs.try_join_next().is_some() {}
         let first = tokio::select! {
@@ -258,7 +264,7 @@ async fn fetch_loop(
         while let Ok(permit) = permits.clone().try_acquire_owned() {
             held.push(permit);
         }
-        match take_jobs(&shared, held.len(), reclaim.due()).await {
+        match take_jobs(&shared, held.len(), reclaim.due(), &mut drained).await {
             Ok(started) => {
                 backoff = Duration::from_millis(100);
                 for started in started {
@@ -315,30 +321,73 @@ impl ReclaimClock {
     }
 }
 
-/// Up to `room` jobs started: abandoned ones first when `reclaim`, then new ones.
+/// Up to `room` jobs started: abandoned ones first when `reclaim`, then new ones. One take
+/// script call reads and starts them; when the last one found the queue `drained`, the worker
+/// blocks for new entries first and starts them with whatever else has come by then. Either
+/// way a woken worker costs one script call, not a fetch and a start.
 async fn take_jobs(
     shared: &Shared,
     room: usize,
     reclaim: bool,
+    drained: &mut bool,
 ) -> Result<Vec<Started>, QueueError> {
-    let mut deliveries = Vec::new();
+    let (mut held, mut from) = (Vec::new(), HeldFrom::Reclaim);
     if reclaim {
-        deliveries = shared.consumer.reclaim(room).await?;
-        if !deliveries.is_empty() {
+        held = shared.consumer.reclaim(room).await?;
+        if !held.is_empty() {
             tracing::info!(
-                count = deliveries.len(),
+                count = held.len(),
                 "took over jobs abandoned by another worker"
             );
         }
     }
-    if deliveries.len() < room {
-        let more = shared
+    if held.is_empty() && *drained {
+        // A blocking read takes up to its count from each priority's stream.
+        let per_stream = (room / PRIORITIES).max(1);
+        held = shared
             .consumer
-            .fetch(room - deliveries.len(), FETCH_BLOCK)
+            .wait_for_new(per_stream, FETCH_BLOCK)
             .await?;
-        deliveries.extend(more);
+        from = HeldFrom::Read;
+        if held.is_empty() {
+            // Nothing for a while: the next round reads (and feeds) instead of blocking, in
+            // case jobs of API keys wait that no enqueue fed ahead.
+            *drained = false;
+            return Ok(Vec::new());
+        }
     }
-    shared.consumer.start(&deliveries).await
+    let taken = shared
+        .consumer
+        .take(&held, from, room.saturating_sub(held.len()))
+        .await?;
+    *drained = taken.drained;
+    let (started, extra) = within_room(taken.started, room);
+    if !extra.is_empty() {
+        // More came than there is room for (a blocking read with little room, entries on
+        // several streams): give them straight back for any worker to take.
+        if let Err(e) = shared.consumer.hand_back(&extra).await {
+            tracing::warn!(error = %e, jobs = extra.len(), "could not hand back extra jobs; they return after the visibility timeout");
+        }
+    }
+    Ok(started)
+}
+
+/// The first `room` jobs to run (and every dropped delivery), and the leases of the rest.
+fn within_room(started: Vec<Started>, room: usize) -> (Vec<Started>, Vec<Lease>) {
+    let mut kept = Vec::with_capacity(started.len());
+    let mut extra = Vec::new();
+    let mut runs = 0;
+    for s in started {
+        match s {
+            Started::Run(lease, _) if runs == room => extra.push(lease),
+            Started::Run(..) => {
+                runs += 1;
+                kept.push(s);
+            }
+            dropped => kept.push(dropped),
+        }
+    }
+    (kept, extra)
 }
 
 /// One job, from start to its recorded result.

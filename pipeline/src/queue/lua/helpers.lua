@@ -76,3 +76,93 @@ local function finished_for(tenants, owner, n)
     end
   end
 end
+-- Reads up to `want` new entries for `consumer`, high priority first (streams and rings: the
+-- three priorities' keys). When a stream has fewer than wanted, jobs of API keys are fed onto
+-- it first (see `feed`) and read too. `fed:<i>` in tenants counts entries fed ahead and not yet
+-- read (enqueue keeps it near its window); a read that comes up short proves the stream empty
+-- and resets it. Appends {stream index, entry id, job id} to `out`; returns how many it read.
+local function read_new(streams, rings, tenants, wait_prefix, group, consumer, want, out)
+  local wanted = want
+  local function read(i, count)
+    local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', streams[i], '>')
+    local got = 0
+    if reply then
+      for _, entry in ipairs(reply[1][2]) do
+        local fields, job = entry[2], ''
+        for f = 1, #fields, 2 do
+          if fields[f] == 'id' then job = fields[f + 1] end
+        end
+        table.insert(out, {i, entry[1], job})
+        got = got + 1
+      end
+    end
+    return got
+  end
+  for i = 1, 3 do
+    if want <= 0 then break end
+    local got = read(i, want)
+    if got < want then
+      redis.call('HSET', tenants, 'fed:' .. i, 0)
+      want = want - got
+      local fed = feed(streams[i], rings[i], tenants, wait_prefix, i, want)
+      if fed > 0 then want = want - read(i, fed) end
+    else
+      redis.call('HINCRBY', tenants, 'fed:' .. i, -got)
+      want = 0
+    end
+  end
+  return wanted - want
+end
+-- Starts one delivered job (entry `entry` of `stream`, job `id`, record at key `job`): either
+-- marks it running and returns {'run', field, value, ...} (its whole record), or acknowledges
+-- it and returns {'drop', reason} — when it is gone, already finished or cancelled (a late
+-- duplicate delivery is never re-run), or when it already used up its attempts by killing
+-- workers (then it is failed and dead-lettered, and `c.failed` counts it). Every start is a
+-- hand-over: it takes the job's next lease token (`lease`, never reused), which the scripts
+-- that change a running job (renew, progress, complete, hand_back) check, so an earlier
+-- holder is fenced off. `c`: group, consumer, maxlen, prefix (channel), max_attempts, ttl,
+-- now, events, dead, tenants (keys), failed (a count). Also returns the job's owner (API key id).
+local function start_job(c, stream, entry, id, job)
+  local cur = redis.call('HMGET', job, 'status', 'attempts', 'started_at', 'owner', 'next_attempt_at', 'lease')
+  local status, attempts, owner = cur[1], tonumber(cur[2] or '0'), cur[4]
+  local drop = nil
+  if not status then
+    drop = 'gone'
+  elseif terminal(status) then
+    drop = status
+  elseif status == 'running' and attempts >= c.max_attempts then
+    -- Every attempt so far died with its worker: stop feeding it to workers.
+    local err = '{"code":"internal","message":"the job stopped its worker ' .. attempts .. ' times (crash or kill); giving up"}'
+    local dead = redis.call('XADD', c.dead, '*', 'id', id, 'failed_at', c.now)
+    redis.call('HSET', job, 'status', 'failed', 'finished_at', c.now, 'error', err, 'dead_entry', dead)
+    redis.call('PEXPIRE', job, c.ttl)
+    c.failed = c.failed + 1
+    finished_for(c.tenants, owner)
+    event(c.events, c.maxlen, c.prefix .. id, id, 'failed', c.now, 0, attempts, owner, 'internal')
+    drop = 'exhausted'
+  end
+  if drop then
+    redis.call('XACK', stream, c.group, entry)
+    return {'drop', drop}, owner
+  end
+  attempts = attempts + 1
+  -- The next lease token, written with the rest (this script is atomic).
+  local lease = tonumber(cur[6] or '0') + 1
+  if cur[3] then
+    redis.call('HSET', job, 'status', 'running', 'attempts', attempts, 'worker', c.consumer, 'progress', 0, 'lease', lease)
+  else
+    redis.call('HSET', job, 'status', 'running', 'attempts', attempts, 'worker', c.consumer, 'progress', 0, 'lease', lease, 'started_at', c.now)
+  end
+  if cur[5] then redis.call('HDEL', job, 'next_attempt_at') end
+  event(c.events, c.maxlen, c.prefix .. id, id, 'running', c.now, 0, attempts, owner)
+  local record = redis.call('HGETALL', job)
+  table.insert(record, 1, 'run')
+  return record, owner
+end
+-- Counts the jobs `start_job` failed into the stats hash.
+local function count_exhausted(stats, c)
+  if c.failed > 0 then
+    redis.call('HINCRBY', stats, 'failed', c.failed)
+    redis.call('HINCRBY', stats, 'dead', c.failed)
+  end
+end
