@@ -212,7 +212,14 @@ impl Consumer {
         } else {
             &self.blocking
         };
-        let reply: Value = conn.query(&read).await?;
+        let reply: Value = match conn.query(&read).await {
+            Err(QueueError::MissingGroup(_)) => {
+                // Redis lost its data (restarted without persistence): start over.
+                self.queue.ensure_groups().await?;
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
         Ok(deliveries_from_read(&reply, &[high, normal, low]))
     }
 

@@ -360,6 +360,34 @@ async fn a_take_starts_held_and_new_jobs_in_one_call_and_says_when_the_queue_is_
     queue.purge().await.ok();
 }
 
+/// A worker blocked on the streams when Redis lost its data (a restart without persistence:
+/// streams and consumer groups gone) makes the groups again and goes on taking jobs.
+#[tokio::test]
+async fn a_blocking_read_after_redis_lost_its_groups_makes_them_again() {
+    let queue = queue("lost-groups").await;
+    let consumer = consumer(&queue, &redis_url()).await;
+    for priority in Priority::ALL {
+        let _: i64 = redis_query(redis::cmd("DEL").arg(queue.keys().stream(priority))).await;
+    }
+    let none = consumer
+        .wait_for_new(1, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let job = new_job(Priority::Normal, None);
+    queue.enqueue(&job).await.unwrap();
+    let held = consumer
+        .wait_for_new(1, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let taken = consumer.take(&held, HeldFrom::Read, 0).await.unwrap();
+    let (ids, done) = runs(taken.started);
+    assert_eq!(ids, vec![job.id.clone()]);
+    consumer.complete(&done).await.unwrap();
+    assert_eq!(status(&queue, &job.id).await, JobStatus::Succeeded);
+    queue.purge().await.ok();
+}
+
 #[tokio::test]
 async fn a_late_duplicate_delivery_is_acknowledged_and_dropped() {
     let queue = queue("duplicate").await;

@@ -342,6 +342,10 @@ async fn take_jobs(
         }
     }
     if held.is_empty() && *drained {
+        // Whatever happens now, the next round reads (and feeds) first: after nothing came
+        // for a while, in case jobs of API keys wait that no enqueue fed ahead; after an
+        // error, so an outage is met by the take script's own recovery.
+        *drained = false;
         // A blocking read takes up to its count from each priority's stream.
         let per_stream = (room / PRIORITIES).max(1);
         held = shared
@@ -350,9 +354,6 @@ async fn take_jobs(
             .await?;
         from = HeldFrom::Read;
         if held.is_empty() {
-            // Nothing for a while: the next round reads (and feeds) instead of blocking, in
-            // case jobs of API keys wait that no enqueue fed ahead.
-            *drained = false;
             return Ok(Vec::new());
         }
     }
