@@ -154,29 +154,16 @@ impl Consumer {
             return Ok(Vec::new());
         }
         let keys = &self.queue.keys;
-        let [high, normal, low] = keys.streams();
         let mut invocation = scripts::FETCH.prepare_invoke();
-        invocation
-            .key(&high)
-            .key(&normal)
-            .key(&low)
-            .key(keys.tenants());
-        for ring in keys.rings() {
-            invocation.key(ring);
-        }
+        self.read_keys(&mut invocation);
         invocation
             .arg(GROUP)
             .arg(&self.name)
             .arg(max)
             .arg(keys.wait_prefix());
-        let flat: Vec<String> = match self.queue.redis.script(&invocation).await {
-            Err(QueueError::MissingGroup(_)) => {
-                // Redis lost its data (restarted without persistence): start over.
-                self.queue.ensure_groups().await?;
-                return Ok(Vec::new());
-            }
-            other => other?,
-        };
+        let flat: Vec<String> = self
+            .or_start_over(self.queue.redis.script(&invocation).await)
+            .await?;
         let found = deliveries_from_flat(&flat);
         if !found.is_empty() || block.is_zero() {
             return Ok(found);
@@ -212,15 +199,33 @@ impl Consumer {
         } else {
             &self.blocking
         };
-        let reply: Value = match conn.query(&read).await {
-            Err(QueueError::MissingGroup(_)) => {
-                // Redis lost its data (restarted without persistence): start over.
-                self.queue.ensure_groups().await?;
-                return Ok(Vec::new());
-            }
-            other => other?,
-        };
+        let reply: Value = self.or_start_over(conn.query(&read).await).await?;
         Ok(deliveries_from_read(&reply, &[high, normal, low]))
+    }
+
+    /// The keys every read of new entries declares first: the streams, the tenants hash and
+    /// the rings of keys with waiting jobs (`read_new` in `lua/helpers.lua`).
+    fn read_keys(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        let keys = &self.queue.keys;
+        for stream in keys.streams() {
+            invocation.key(stream);
+        }
+        invocation.key(keys.tenants());
+        for ring in keys.rings() {
+            invocation.key(ring);
+        }
+    }
+
+    /// A read's result, or (when Redis lost its data: restarted without persistence, the
+    /// consumer groups gone) the groups made again and nothing read.
+    async fn or_start_over<T: Default>(&self, read: Result<T>) -> Result<T> {
+        match read {
+            Err(QueueError::MissingGroup(_)) => {
+                self.queue.ensure_groups().await?;
+                Ok(T::default())
+            }
+            other => other,
+        }
     }
 
     /// Takes over up to `max` entries idle longer than the visibility timeout: their worker
@@ -303,13 +308,7 @@ impl Consumer {
         let keys = &self.queue.keys;
         let config = &self.queue.config;
         let mut invocation = scripts::TAKE.prepare_invoke();
-        for stream in keys.streams() {
-            invocation.key(stream);
-        }
-        invocation.key(keys.tenants());
-        for ring in keys.rings() {
-            invocation.key(ring);
-        }
+        self.read_keys(&mut invocation);
         invocation
             .key(keys.events())
             .key(keys.dead())
@@ -331,14 +330,12 @@ impl Consumer {
         for d in held {
             invocation.arg(d.stream).arg(&d.entry).arg(&d.job_id);
         }
-        let reply: Vec<Value> = match self.queue.redis.script(&invocation).await {
-            Err(QueueError::MissingGroup(_)) => {
-                // Redis lost its data (restarted without persistence): start over.
-                self.queue.ensure_groups().await?;
-                return Ok(Taken::default());
-            }
-            other => other?,
-        };
+        let reply: Vec<Value> = self
+            .or_start_over(self.queue.redis.script(&invocation).await)
+            .await?;
+        if reply.is_empty() {
+            return Ok(Taken::default()); // the groups were made again
+        }
         taken_from_reply(reply)
     }
 
