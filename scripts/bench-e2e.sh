@@ -78,7 +78,11 @@ burst() { # threads, more flags...
 
 # Redis commands per job over a phase: `INFO commandstats` (commands run by scripts counted
 # one by one) before and after, divided by the jobs of the phase.
-commandstats() { redis-cli -u "$REDIS" info commandstats | tr -d '\r' | grep '^cmdstat_'; }
+# Round trips: requests Redis read off its sockets (`total_reads_processed`), every client's.
+commandstats() {
+  redis-cli -u "$REDIS" info commandstats | tr -d '\r' | grep '^cmdstat_'
+  redis-cli -u "$REDIS" info stats | tr -d '\r' | sed -n 's/^total_reads_processed:/reads:calls=/p' | sed 's/$/,usec=0/'
+}
 commands_per_job() { # before-file, jobs
   commandstats > "$1.after"
   python3 - "$1" "$2" "$1.after" <<'PY'
@@ -88,14 +92,16 @@ def parse(lines):
     for line in lines:
         name, fields = line.split(":", 1)
         kv = dict(f.split("=") for f in fields.split(","))
-        out[name[len("cmdstat_"):]] = (int(kv["calls"]), float(kv["usec"]))
+        out[name[len("cmdstat_"):] if name.startswith("cmdstat_") else name] = (int(kv["calls"]), float(kv["usec"]))
     return out
 before = parse(open(sys.argv[1]).read().split())
 after = parse(open(sys.argv[3]).read().split())
 jobs = int(sys.argv[2])
 diff = {k: (v[0] - before.get(k, (0, 0))[0], v[1] - before.get(k, (0, 0))[1]) for k, v in after.items()}
+reads = diff.pop("reads", (0, 0))[0]
 diff = {k: v for k, v in diff.items() if v[0] > 0 and k not in ("info", "ping")}
 calls = sum(v[0] for v in diff.values())
+print(f"Redis round trips per job: {reads / jobs:.2f} (socket reads, every client's)")
 # A script's time includes the commands it runs, which are also counted on their own lines.
 print(f"Redis commands per job: {calls / jobs:.1f}, by server time (scripts include their commands)")
 for k, v in sorted(diff.items(), key=lambda kv: -kv[1][1])[:20]:

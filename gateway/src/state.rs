@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pipeline::engine::Limits;
-use pipeline::queue::{Admission, Depth, Queue};
+use pipeline::queue::{Admission, Depth, Enqueuer, Queue};
 use pipeline::signing::UrlSigner;
 use pipeline::storage::Storage;
 use pipeline::view::Links;
@@ -19,6 +19,8 @@ use crate::settings::Settings;
 
 pub struct AppState {
     pub queue: Queue,
+    /// New jobs go through it: concurrent uploads share ENQUEUE calls.
+    pub enqueuer: Enqueuer,
     pub storage: Storage,
     pub settings: Arc<Settings>,
     pub keys: ApiKeys,
@@ -34,8 +36,10 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Needs a Tokio runtime (it starts the enqueueing task).
     pub fn new(queue: Queue, storage: Storage, settings: Arc<Settings>, keys: ApiKeys) -> AppState {
         AppState {
+            enqueuer: Enqueuer::spawn(queue.clone()),
             limits: Limits {
                 max_pixels: settings.connection.max_pixels,
                 max_frames: settings.media.max_frames,

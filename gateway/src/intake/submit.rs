@@ -48,7 +48,7 @@ impl Intake {
                 return earlier.answer(state, req, fingerprint).await;
             }
         }
-        match state.queue.enqueue(&job).await {
+        match state.enqueuer.enqueue(job.clone()).await {
             Ok(_) => {
                 stored.keep();
                 Ok(accepted(state, req, &job.id, "queued"))

@@ -155,7 +155,9 @@ impl Consumer {
         }
         let keys = &self.queue.keys;
         let mut invocation = scripts::FETCH.prepare_invoke();
-        self.read_keys(&mut invocation);
+        for key in self.read_keys() {
+            invocation.key(key);
+        }
         invocation
             .arg(GROUP)
             .arg(&self.name)
@@ -205,15 +207,12 @@ impl Consumer {
 
     /// The keys every read of new entries declares first: the streams, the tenants hash and
     /// the rings of keys with waiting jobs (`read_new` in `lua/helpers.lua`).
-    fn read_keys(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+    fn read_keys(&self) -> Vec<String> {
         let keys = &self.queue.keys;
-        for stream in keys.streams() {
-            invocation.key(stream);
-        }
-        invocation.key(keys.tenants());
-        for ring in keys.rings() {
-            invocation.key(ring);
-        }
+        let mut read = Vec::from(keys.streams());
+        read.push(keys.tenants());
+        read.extend(keys.rings());
+        read
     }
 
     /// A read's result, or (when Redis lost its data: restarted without persistence, the
@@ -305,34 +304,46 @@ impl Consumer {
         if held.is_empty() && more == 0 {
             return Ok(Taken::default());
         }
+        let mut pipe = redis::pipe();
+        evalsha(&mut pipe, &scripts::TAKE, &self.take_call(held, from, more));
+        let taken = self.queue.run_pipelined_scripts(&pipe).await;
+        self.taken_from(taken.map(|(reply,): (Vec<Value>,)| reply))
+            .await
+    }
+
+    /// The take script's keys and arguments (see `lua/take.lua`).
+    fn take_call(
+        &self,
+        held: &[Delivery],
+        from: HeldFrom,
+        more: usize,
+    ) -> (Vec<String>, Vec<String>) {
         let keys = &self.queue.keys;
         let config = &self.queue.config;
-        let mut invocation = scripts::TAKE.prepare_invoke();
-        self.read_keys(&mut invocation);
-        invocation
-            .key(keys.events())
-            .key(keys.dead())
-            .key(keys.stats());
+        let mut script_keys = self.read_keys();
+        script_keys.extend([keys.events(), keys.dead(), keys.stats()]);
+        script_keys.extend(held.iter().map(|d| keys.job(&d.job_id)));
+        let mut args = vec![
+            GROUP.to_owned(),
+            self.name.clone(),
+            more.to_string(),
+            keys.wait_prefix(),
+            config.events_max_len.to_string(),
+            keys.job_channel_prefix(),
+            config.max_attempts.to_string(),
+            (config.result_ttl.as_millis() as u64).to_string(),
+            keys.job_prefix(),
+            u8::from(from == HeldFrom::Read).to_string(),
+        ];
         for d in held {
-            invocation.key(keys.job(&d.job_id));
+            args.extend([d.stream.to_string(), d.entry.clone(), d.job_id.clone()]);
         }
-        invocation
-            .arg(GROUP)
-            .arg(&self.name)
-            .arg(more)
-            .arg(keys.wait_prefix())
-            .arg(config.events_max_len)
-            .arg(keys.job_channel_prefix())
-            .arg(config.max_attempts)
-            .arg(config.result_ttl.as_millis() as u64)
-            .arg(keys.job_prefix())
-            .arg(u8::from(from == HeldFrom::Read));
-        for d in held {
-            invocation.arg(d.stream).arg(&d.entry).arg(&d.job_id);
-        }
-        let reply: Vec<Value> = self
-            .or_start_over(self.queue.redis.script(&invocation).await)
-            .await?;
+        (script_keys, args)
+    }
+
+    /// A take script's reply (or error) → what it started; a lost consumer group is made again.
+    async fn taken_from(&self, reply: Result<Vec<Value>>) -> Result<Taken> {
+        let reply = self.or_start_over(reply).await?;
         if reply.is_empty() {
             return Ok(Taken::default()); // the groups were made again
         }
@@ -430,6 +441,66 @@ impl Consumer {
         if done.is_empty() {
             return Ok(Vec::new());
         }
+        let mut pipe = redis::pipe();
+        evalsha(&mut pipe, &scripts::COMPLETE, &self.complete_call(done));
+        let (results,): (Vec<String>,) = self.queue.run_pipelined_scripts(&pipe).await?;
+        self.completed_from(results).await
+    }
+
+    /// Records how attempts ended (as [`Consumer::complete`]) and then takes up to `more` new
+    /// jobs (as [`Consumer::take`] with nothing held), both in one round trip: a busy worker
+    /// replaces the jobs it finished without a call of its own. The outer error means the
+    /// round trip failed (neither outcome is known); otherwise each part says how it went.
+    pub async fn complete_and_take(
+        &self,
+        done: &[(Lease, Outcome)],
+        more: usize,
+    ) -> Result<(Result<Vec<Completed>>, Result<Taken>)> {
+        let mut pipe = redis::pipe();
+        // Each script's reply on its own: a take that fails does not hide recorded results.
+        pipe.ignore_errors();
+        evalsha(&mut pipe, &scripts::COMPLETE, &self.complete_call(done));
+        evalsha(
+            &mut pipe,
+            &scripts::TAKE,
+            &self.take_call(&[], HeldFrom::Read, more),
+        );
+        type Replies = (
+            redis::RedisResult<Vec<String>>,
+            redis::RedisResult<Vec<Value>>,
+        );
+        let mut replies: Replies = self.queue.redis.pipeline(&pipe).await?;
+        if unknown_script(&replies.0) && unknown_script(&replies.1) {
+            // Redis restarted and forgot the scripts: neither ran.
+            self.queue.load_scripts().await?;
+            replies = self.queue.redis.pipeline(&pipe).await?;
+        }
+        let (completed, taken) = replies;
+        let completed = match completed {
+            Ok(results) => self.completed_from(results).await,
+            Err(e) => Err(e.into()),
+        };
+        let taken = self.taken_from(taken.map_err(QueueError::from)).await;
+        Ok((completed, taken))
+    }
+
+    /// The complete script's results, once replicated (with `wait_replicas`).
+    async fn completed_from(&self, results: Vec<String>) -> Result<Vec<Completed>> {
+        // Not replicated in time: the caller calls again (a written end then reads as stale).
+        self.queue.replicate().await?;
+        Ok(results
+            .iter()
+            .map(|r| match r.as_str() {
+                "written" => Completed::Written,
+                "stale" => Completed::Stale,
+                "fenced" => Completed::Fenced,
+                _ => Completed::Gone,
+            })
+            .collect())
+    }
+
+    /// The complete script's keys and arguments (see `lua/complete.lua`).
+    fn complete_call(&self, done: &[(Lease, Outcome)]) -> (Vec<String>, Vec<String>) {
         let keys = &self.queue.keys;
         let config = &self.queue.config;
         let [high, normal, low] = keys.streams();
@@ -474,20 +545,7 @@ impl Consumer {
                 args.push(value);
             }
         }
-        let mut pipe = redis::pipe();
-        evalsha(&mut pipe, &scripts::COMPLETE, &(script_keys, args));
-        let (results,): (Vec<String>,) = self.queue.run_pipelined_scripts(&pipe).await?;
-        // Not replicated in time: the caller calls again (a written end then reads as stale).
-        self.queue.replicate().await?;
-        Ok(results
-            .iter()
-            .map(|r| match r.as_str() {
-                "written" => Completed::Written,
-                "stale" => Completed::Stale,
-                "fenced" => Completed::Fenced,
-                _ => Completed::Gone,
-            })
-            .collect())
+        (script_keys, args)
     }
 
     /// How the COMPLETE script should record an outcome.
@@ -562,6 +620,11 @@ pub fn retry_delay(config: &super::QueueConfig, attempt: u32) -> Duration {
         .min(config.retry_max);
     let half = full / 2;
     half + half.mul_f64(fastrand::f64())
+}
+
+/// Whether a script's reply says Redis does not know the script (it restarted).
+fn unknown_script<T>(reply: &redis::RedisResult<T>) -> bool {
+    matches!(reply, Err(e) if e.code() == Some("NOSCRIPT"))
 }
 
 /// A start script's reply for one delivery → what became of it.

@@ -12,6 +12,7 @@
 
 mod conn;
 mod consumer;
+mod enqueuer;
 mod events;
 mod keys;
 mod registry;
@@ -38,6 +39,7 @@ pub use consumer::{
     retry_delay, Completed, Consumer, Delivery, HeldFrom, Lease, LeaseState, Outcome, Started,
     Taken,
 };
+pub use enqueuer::Enqueuer;
 pub use events::{follow_cancels, follow_job_events};
 pub use keys::{stream_index, Keys, GROUP};
 pub use registry::WorkerInfo;

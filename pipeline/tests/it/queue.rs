@@ -11,8 +11,8 @@ use pipeline::engine::SourceFormat;
 use pipeline::failure::{Disposition, FailureCode};
 use pipeline::job::{new_job_id, JobError, JobInput, JobRecord, JobStatus, NewJob, OutputRecord};
 use pipeline::queue::{
-    CancelOutcome, Completed, Consumer, HeldFrom, IdempotencyClaim, LeaseState, Outcome, Queue,
-    QueueConfig, QueueError, Started, WorkerInfo,
+    CancelOutcome, Completed, Consumer, Enqueuer, HeldFrom, IdempotencyClaim, LeaseState, Outcome,
+    Queue, QueueConfig, QueueError, Started, WorkerInfo,
 };
 use pipeline::spec::{Priority, Spec};
 
@@ -358,6 +358,103 @@ async fn a_take_starts_held_and_new_jobs_in_one_call_and_says_when_the_queue_is_
     assert_eq!(status(&queue, &more[0].id).await, JobStatus::Succeeded);
     assert_eq!(queue.depth().await.unwrap().in_flight, [0; 3]);
     queue.purge().await.ok();
+}
+
+/// A busy worker records results and takes the next jobs in one round trip: the results are
+/// written first, the take starts no more than asked, says when the queue ran dry, and a take
+/// that fails (the consumer groups lost) neither hides the recorded results nor stays broken.
+#[tokio::test]
+async fn completing_jobs_takes_their_replacements_in_the_same_round_trip() {
+    let queue = queue("complete-take").await;
+    let consumer = consumer(&queue, &redis_url()).await;
+    let jobs: Vec<NewJob> = (0..5)
+        .map(|i| new_job(Priority::Normal, (i % 2 == 0).then_some("key-a")))
+        .collect();
+    queue.enqueue_many(&jobs).await.unwrap();
+    let taken = consumer.take(&[], HeldFrom::Read, 2).await.unwrap();
+    let (first, done) = runs(taken.started);
+    assert_eq!(first.len(), 2);
+
+    let (completed, taken) = consumer.complete_and_take(&done, 2).await.unwrap();
+    assert_eq!(completed.unwrap(), vec![Completed::Written; 2]);
+    let taken = taken.unwrap();
+    assert!(!taken.drained, "two of three left were asked for");
+    let (second, done) = runs(taken.started);
+    assert_eq!(second.len(), 2);
+    for id in &first {
+        assert_eq!(status(&queue, id).await, JobStatus::Succeeded);
+    }
+    for id in &second {
+        assert_eq!(status(&queue, id).await, JobStatus::Running);
+    }
+
+    let (completed, taken) = consumer.complete_and_take(&done, 2).await.unwrap();
+    assert_eq!(completed.unwrap(), vec![Completed::Written; 2]);
+    let taken = taken.unwrap();
+    assert!(taken.drained, "one job left, two asked for");
+    let (third, done) = runs(taken.started);
+    let all: HashSet<&String> = jobs.iter().map(|j| &j.id).collect();
+    let seen: HashSet<&String> = first.iter().chain(&second).chain(&third).collect();
+    assert_eq!(seen, all, "each job once");
+
+    // Redis lost the streams and groups: the result is still recorded, the take reads nothing
+    // and makes the groups again, so the next job is taken as usual.
+    for priority in Priority::ALL {
+        let _: i64 = redis_query(redis::cmd("DEL").arg(queue.keys().stream(priority))).await;
+    }
+    let (completed, taken) = consumer.complete_and_take(&done, 1).await.unwrap();
+    assert_eq!(completed.unwrap(), vec![Completed::Written]);
+    assert!(taken.unwrap().started.is_empty());
+    assert_eq!(status(&queue, &third[0]).await, JobStatus::Succeeded);
+    let late = new_job(Priority::Normal, None);
+    queue.enqueue(&late).await.unwrap();
+    let taken = consumer.take(&[], HeldFrom::Read, 1).await.unwrap();
+    assert_eq!(runs(taken.started).0, vec![late.id.clone()]);
+    queue.purge().await.ok();
+}
+
+/// Concurrent uploads share ENQUEUE calls through one enqueuer: each caller learns about its
+/// own job (created, or already there), every job is queued once, and when Redis is gone every
+/// caller of the batch gets the error (none is told its job is in).
+#[tokio::test]
+async fn an_enqueuer_batches_concurrent_jobs_and_answers_each_caller() {
+    let queue = queue("enqueuer").await;
+    let enqueuer = Enqueuer::spawn(queue.clone());
+    let jobs: Vec<NewJob> = (0..40)
+        .map(|i| new_job(Priority::Normal, (i % 3 == 0).then_some("key-a")))
+        .collect();
+    let created = futures::future::join_all(jobs.iter().map(|j| enqueuer.enqueue(j.clone()))).await;
+    assert!(created.iter().all(|c| c == &Ok(true)), "{created:?}");
+    assert!(
+        !enqueuer.enqueue(jobs[7].clone()).await.unwrap(),
+        "an existing id is not created again"
+    );
+    let consumer = consumer(&queue, &redis_url()).await;
+    let taken = consumer.take(&[], HeldFrom::Read, 100).await.unwrap();
+    let (ids, done) = runs(taken.started);
+    assert_eq!(ids.len(), jobs.len(), "each job once: {ids:?}");
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>(),
+        jobs.iter().map(|j| &j.id).collect::<HashSet<_>>()
+    );
+    consumer.complete(&done).await.unwrap();
+    queue.purge().await.ok();
+
+    let mut server = RedisServer::start();
+    let queue = queue_at(&server.url(), "enqueuer-down", |c| {
+        c.call_timeout = Duration::from_millis(500)
+    })
+    .await;
+    let enqueuer = Enqueuer::spawn(queue);
+    server.kill();
+    let jobs: Vec<NewJob> = (0..5).map(|_| new_job(Priority::Normal, None)).collect();
+    let results = futures::future::join_all(jobs.iter().map(|j| enqueuer.enqueue(j.clone()))).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_err_and(QueueError::is_unavailable)),
+        "{results:?}"
+    );
 }
 
 /// A worker blocked on the streams when Redis lost its data (a restart without persistence:

@@ -10,6 +10,7 @@
 //! ```
 
 mod job;
+mod record;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,12 +24,13 @@ use pipeline::queue::{
 };
 use pipeline::shutdown::Shutdown;
 use pipeline::storage::Storage;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::connect::{connect, ConnectError};
 use crate::metrics::Metrics;
 use crate::settings::WorkerSettings;
+use record::{record_results, Completion, TakenAlong};
 
 /// Why a worker cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +55,6 @@ const PRIORITIES: usize = pipeline::spec::Priority::ALL.len();
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
-/// A finished attempt waiting to be recorded, and who to tell what became of it.
-type Completion = (Lease, Outcome, oneshot::Sender<Completed>);
-
 /// After the shutdown deadline, how long jobs told to stop get to reach their next checkpoint.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -69,6 +68,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     in_hand: Mutex<HashMap<String, InHand>>,
     info: WorkerInfo,
+    /// The last read found every stream empty: the next take blocks for new entries first.
+    drained: AtomicBool,
+    reclaim: Mutex<ReclaimClock>,
 }
 
 /// A job this worker holds.
@@ -144,6 +146,7 @@ impl Worker {
             capacity = settings.capacity,
             "worker ready"
         );
+        let visibility_timeout = settings.queue.visibility_timeout;
         Ok(Worker {
             shared: Arc::new(Shared {
                 queue,
@@ -154,6 +157,8 @@ impl Worker {
                 metrics: Metrics::new(),
                 in_hand: Mutex::new(HashMap::new()),
                 info,
+                drained: AtomicBool::new(false),
+                reclaim: Mutex::new(ReclaimClock::new(visibility_timeout)),
             }),
             metrics_listener,
         })
@@ -178,10 +183,13 @@ impl Worker {
         // Background tasks outlive the jobs: they stop once the last job is recorded.
         let (drained_trigger, drained) = Shutdown::new();
         let (completions, completions_rx) = mpsc::unbounded_channel();
+        let (taken_along, taken_along_rx) = mpsc::unbounded_channel();
         let mut background = JoinSet::new();
         background.spawn(record_results(
             shared.clone(),
             completions_rx,
+            taken_along,
+            shutdown.clone(),
             drained.clone(),
         ));
         background.spawn(renew_leases(shared.clone(), drained.clone()));
@@ -203,7 +211,7 @@ impl Worker {
             ));
         }
 
-        let jobs = fetch_loop(shared.clone(), shutdown, completions).await;
+        let jobs = fetch_loop(shared.clone(), shutdown, completions, taken_along_rx).await;
         tracing::info!("stopping: no new jobs; finishing the ones in hand");
         finish_jobs(&shared, jobs).await;
         drained_trigger.trigger();
@@ -241,22 +249,36 @@ async fn finish_jobs(shared: &Shared, mut jobs: JoinSet<()>) {
 }
 
 /// Takes jobs while there is room: at most `capacity` in hand (running plus prefetched), so a
-/// worker never holds work it cannot start soon. Returns the jobs still running when the
-/// shutdown starts; each job task holds a sender of `completions` until its result is recorded.
+/// worker never holds work it cannot start soon. Jobs that finished ones took along when their
+/// results were recorded (see `record`) arrive on `taken_along` with the permits they use.
+/// Returns the jobs still running when the shutdown starts; each job task holds a sender of
+/// `completions` until its result is recorded.
 async fn fetch_loop(
     shared: Arc<Shared>,
     shutdown: Shutdown,
     completions: mpsc::UnboundedSender<Completion>,
+    mut taken_along: mpsc::UnboundedReceiver<TakenAlong>,
 ) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
+    let run = |jobs: &mut JoinSet<()>, lease, record, permit| {
+        jobs.spawn(run_job(
+            shared.clone(),
+            lease,
+            record,
+            permit,
+            completions.clone(),
+        ));
+    };
     let permits = Arc::new(Semaphore::new(shared.settings.capacity));
-    let mut reclaim = ReclaimClock::new(shared.settings.queue.visibility_timeout);
     let mut backoff = Duration::from_millis(100);
-    let mut drained = false;
     while !shutdown.is_triggered() {
         while jobs.try_join_next().is_some() {}
         let first = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("never closed"),
+            Some(along) = taken_along.recv() => {
+                run(&mut jobs, along.lease, along.record, along.permit);
+                continue;
+            }
             Some(_) = jobs.join_next(), if !jobs.is_empty() => continue,
             () = shutdown.triggered() => break,
         };
@@ -264,18 +286,26 @@ async fn fetch_loop(
         while let Ok(permit) = permits.clone().try_acquire_owned() {
             held.push(permit);
         }
-        match take_jobs(&shared, held.len(), reclaim.due(), &mut drained).await {
+        let reclaim = shared.reclaim.lock().expect("reclaim clock").due();
+        let take = take_jobs(&shared, held.len(), reclaim);
+        tokio::pin!(take);
+        // Jobs taken along meanwhile run at once, not after a blocking read ends.
+        let taken = loop {
+            tokio::select! {
+                taken = &mut take => break taken,
+                Some(along) = taken_along.recv() => {
+                    run(&mut jobs, along.lease, along.record, along.permit);
+                }
+            }
+        };
+        match taken {
             Ok(started) => {
                 backoff = Duration::from_millis(100);
                 for started in started {
                     match started {
                         Started::Run(lease, record) => {
                             let permit = held.pop().expect("one permit per delivery");
-                            let job = run_job(shared.clone(), lease, *record, completions.clone());
-                            jobs.spawn(async move {
-                                job.await;
-                                drop(permit);
-                            });
+                            run(&mut jobs, lease, *record, permit);
                         }
                         Started::Dropped { job_id, reason } => {
                             tracing::info!(job_id, reason, "dropped a delivery without running it");
@@ -294,6 +324,13 @@ async fn fetch_loop(
             }
         }
     }
+    // Jobs taken along as the stop came: never run here, so given straight back.
+    taken_along.close();
+    let mut late = Vec::new();
+    while let Ok(along) = taken_along.try_recv() {
+        late.push(along.lease);
+    }
+    record::give_back(&shared, &late).await;
     jobs
 }
 
@@ -312,8 +349,14 @@ impl ReclaimClock {
         }
     }
 
+    /// Whether a look is due, without taking it.
+    fn is_due(&self) -> bool {
+        self.last.elapsed() >= self.every
+    }
+
+    /// Whether a look is due; if so, it counts as taken now.
     fn due(&mut self) -> bool {
-        let due = self.last.elapsed() >= self.every;
+        let due = self.is_due();
         if due {
             self.last = Instant::now();
         }
@@ -322,14 +365,13 @@ impl ReclaimClock {
 }
 
 /// Up to `room` jobs started: abandoned ones first when `reclaim`, then new ones. One take
-/// script call reads and starts them; when the last one found the queue `drained`, the worker
+/// script call reads and starts them; when the last read found the queue drained, the worker
 /// blocks for new entries first and starts them with whatever else has come by then. Either
 /// way a woken worker costs one script call, not a fetch and a start.
 async fn take_jobs(
     shared: &Shared,
     room: usize,
     reclaim: bool,
-    drained: &mut bool,
 ) -> Result<Vec<Started>, QueueError> {
     let (mut held, mut from) = (Vec::new(), HeldFrom::Reclaim);
     if reclaim {
@@ -341,11 +383,10 @@ async fn take_jobs(
             );
         }
     }
-    if held.is_empty() && *drained {
+    if held.is_empty() && shared.drained.swap(false, Ordering::Relaxed) {
         // Whatever happens now, the next round reads (and feeds) first: after nothing came
         // for a while, in case jobs of API keys wait that no enqueue fed ahead; after an
         // error, so an outage is met by the take script's own recovery.
-        *drained = false;
         // A blocking read takes up to its count from each priority's stream.
         let per_stream = (room / PRIORITIES).max(1);
         held = shared
@@ -361,15 +402,11 @@ async fn take_jobs(
         .consumer
         .take(&held, from, room.saturating_sub(held.len()))
         .await?;
-    *drained = taken.drained;
+    shared.drained.store(taken.drained, Ordering::Relaxed);
     let (started, extra) = within_room(taken.started, room);
-    if !extra.is_empty() {
-        // More came than there is room for (a blocking read with little room, entries on
-        // several streams): give them straight back for any worker to take.
-        if let Err(e) = shared.consumer.hand_back(&extra).await {
-            tracing::warn!(error = %e, jobs = extra.len(), "could not hand back extra jobs; they return after the visibility timeout");
-        }
-    }
+    // More came than there is room for (a blocking read with little room, entries on several
+    // streams): given straight back for any worker to take.
+    record::give_back(shared, &extra).await;
     Ok(started)
 }
 
@@ -391,12 +428,14 @@ fn within_room(started: Vec<Started>, room: usize) -> (Vec<Started>, Vec<Lease>)
     (kept, extra)
 }
 
-/// One job, from start to its recorded result.
+/// One job, from start to its recorded result. Its `permit` (its place among the jobs in hand)
+/// goes with its result, so the call that records it can take the next job in its place.
 #[tracing::instrument(skip_all, fields(job_id = %lease.job_id, attempt = lease.attempt, request_id = record.request_id.as_deref().unwrap_or("-")))]
 async fn run_job(
     shared: Arc<Shared>,
     lease: Lease,
     record: JobRecord,
+    permit: OwnedSemaphorePermit,
     completions: mpsc::UnboundedSender<Completion>,
 ) {
     let cancel = Arc::new(AtomicBool::new(record.cancel_requested));
@@ -437,7 +476,13 @@ async fn run_job(
     let mut fenced = lease_lost.load(Ordering::Relaxed);
     if !handed_back.load(Ordering::Relaxed) && !fenced {
         let (recorded, wait) = oneshot::channel();
-        if completions.send((lease.clone(), outcome, recorded)).is_ok() {
+        let completion = Completion {
+            lease: lease.clone(),
+            outcome,
+            recorded,
+            permit,
+        };
+        if completions.send(completion).is_ok() {
             fenced = wait.await == Ok(Completed::Fenced);
         }
     }
@@ -473,47 +518,6 @@ impl Shared {
         let mut in_hand = self.in_hand.lock().expect("in-hand lock");
         in_hand.remove(job_id);
         self.metrics.set_in_hand(in_hand.len());
-    }
-}
-
-/// Records finished attempts, as many at a time as have ended. An outage delays results, it
-/// does not drop them: the batch is retried until Redis takes it, or until the worker has
-/// stopped (then another worker redoes the jobs after the visibility timeout). Ends when every
-/// sender is gone.
-async fn record_results(
-    shared: Arc<Shared>,
-    mut completions: mpsc::UnboundedReceiver<Completion>,
-    drained: Shutdown,
-) {
-    while let Some(first) = completions.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 64 {
-            match completions.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let done: Vec<(Lease, Outcome)> = batch
-            .iter()
-            .map(|(l, o, _)| (l.clone(), o.clone()))
-            .collect();
-        let mut backoff = Duration::from_millis(100);
-        let results = loop {
-            match shared.consumer.complete(&done).await {
-                Ok(results) => break results,
-                Err(e) => {
-                    tracing::warn!(error = %e, jobs = done.len(), "cannot record results yet; retrying in {backoff:?}")
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = drained.triggered() => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        };
-        for ((_, _, recorded), result) in batch.into_iter().zip(results) {
-            let _ = recorded.send(result);
-        }
     }
 }
 
