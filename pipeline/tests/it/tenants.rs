@@ -213,3 +213,65 @@ async fn jobs_a_blocking_read_took_are_counted_off_what_was_fed_ahead() {
     );
     queue.purge().await.ok();
 }
+
+/// The quota counts of many keys move together, one batch at a time (enqueue and complete
+/// count a batch's keys in a few commands): exact per key, and gone once a key has nothing left.
+#[tokio::test]
+async fn quota_counts_of_many_keys_in_one_batch_stay_exact() {
+    let queue = queue("quota-batch").await;
+    let consumer = consumer(&queue, &redis_url()).await;
+    let owners = ["key-a", "key-b", "key-a", "key-c", "key-a", "key-c"];
+    let jobs: Vec<NewJob> = owners
+        .iter()
+        .map(|o| new_job(Priority::Normal, Some(o)))
+        .collect();
+    queue.enqueue_many(&jobs).await.unwrap();
+    let load = |queue: pipeline::queue::Queue| async move {
+        let mut load: Vec<(String, u64)> = queue
+            .busiest_tenants(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.key_id, t.unfinished))
+            .collect();
+        load.sort();
+        load
+    };
+    let counts = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        load(queue.clone()).await,
+        counts(&[("key-a", 3), ("key-b", 1), ("key-c", 2)])
+    );
+
+    let taken = consumer.take(&[], HeldFrom::Read, 10).await.unwrap();
+    let mut done: Vec<_> = taken
+        .started
+        .into_iter()
+        .filter_map(|s| match s {
+            Started::Run(lease, record) => Some((lease, succeed(&record), record.owner)),
+            Started::Dropped { .. } => None,
+        })
+        .collect();
+    assert_eq!(done.len(), jobs.len());
+    // One batch ends two of A's, B's only one and one of C's.
+    done.sort_by_key(|(_, _, owner)| owner.clone());
+    let (first, rest): (Vec<_>, Vec<_>) = done
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| [0, 1, 3, 4].contains(i));
+    let ends = |part: Vec<(usize, _)>| -> Vec<_> {
+        part.into_iter()
+            .map(|(_, (lease, outcome, _))| (lease, outcome))
+            .collect()
+    };
+    consumer.complete(&ends(first)).await.unwrap();
+    assert_eq!(
+        load(queue.clone()).await,
+        counts(&[("key-a", 1), ("key-c", 1)])
+    );
+    consumer.complete(&ends(rest)).await.unwrap();
+    assert!(load(queue.clone()).await.is_empty());
+    queue.purge().await.ok();
+}

@@ -18,7 +18,7 @@ local now = server_ms()
 local out = {}
 local counts = {}
 local durations = {}
--- Jobs of each API key that ended, counted off the key's quota once per batch.
+-- Per API key, minus the jobs that ended: counted off its quota once per batch.
 local finished = {}
 -- Entries to acknowledge, per stream.
 local acks = {}
@@ -84,7 +84,7 @@ while at <= #ARGV do
       count('dur_sum_ms', took)
       if final == 'succeeded' then table.insert(durations, took) end
       if webhook == '1' then redis.call('XADD', KEYS[9], '*', 'id', id, 'attempt', 1) end
-      if owner and owner ~= '' then finished[owner] = (finished[owner] or 0) + 1 end
+      if owner and owner ~= '' then finished[owner] = (finished[owner] or 0) - 1 end
       event(KEYS[4], maxlen, prefix .. id, id, final, now, progress, attempts, owner, err_code)
     end
     result = 'written'
@@ -103,7 +103,7 @@ for field, by in pairs(counts) do
   if not string.find(field, 'dur_', 1, true) then redis.call('HINCRBY', KEYS[8], field, by) end
 end
 redis.call('PEXPIRE', KEYS[8], 7200000)
-for owner, n in pairs(finished) do finished_for(KEYS[11], owner, n) end
+count_unfinished(KEYS[11], finished)
 if #durations > 0 then
   redis.call('LPUSH', KEYS[10], unpack(durations))
   redis.call('LTRIM', KEYS[10], 0, 999)

@@ -59,7 +59,7 @@ for list, members in pairs(recent) do
   if #members > 0 then redis.call('ZADD', list, unpack(members)) end
   if trim then redis.call('ZREMRANGEBYSCORE', list, '-inf', now - ttl) end
 end
-for owner, n in pairs(unfinished) do redis.call('HINCRBY', tenants, 'unfinished:' .. owner, n) end
+count_unfinished(tenants, unfinished)
 for index, owners in pairs(parked) do
   local count = 0
   for owner, ids in pairs(owners) do

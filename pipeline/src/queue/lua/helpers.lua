@@ -68,13 +68,40 @@ local function feed(stream, ring, tenants, wait_prefix, i, n)
   if fed > 0 then redis.call('HINCRBY', tenants, 'waiting:' .. i, -fed) end
   return fed
 end
--- `n` (default 1) jobs of `owner` less not yet finished (the per-key quota's count).
-local function finished_for(tenants, owner, n)
-  if owner and owner ~= '' then
-    if redis.call('HINCRBY', tenants, 'unfinished:' .. owner, -(n or 1)) <= 0 then
-      redis.call('HDEL', tenants, 'unfinished:' .. owner)
+-- Adds `by[owner]` to each API key's count of unfinished jobs (its quota's count); a count
+-- that reaches zero is removed. A batch of many keys costs three commands at most (HMGET,
+-- HSET, HDEL), not one HINCRBY per key.
+local function count_unfinished(tenants, by)
+  local fields, deltas = {}, {}
+  for owner, n in pairs(by) do
+    table.insert(fields, 'unfinished:' .. owner)
+    table.insert(deltas, n)
+  end
+  if #fields == 1 then
+    if redis.call('HINCRBY', tenants, fields[1], deltas[1]) <= 0 then
+      redis.call('HDEL', tenants, fields[1])
+    end
+    return
+  elseif #fields == 0 then
+    return
+  end
+  local counts = redis.call('HMGET', tenants, unpack(fields))
+  local set, gone = {}, {}
+  for k, field in ipairs(fields) do
+    local count = tonumber(counts[k] or '0') + deltas[k]
+    if count > 0 then
+      table.insert(set, field)
+      table.insert(set, string.format('%d', count))
+    else
+      table.insert(gone, field)
     end
   end
+  if #set > 0 then redis.call('HSET', tenants, unpack(set)) end
+  if #gone > 0 then redis.call('HDEL', tenants, unpack(gone)) end
+end
+-- `n` (default 1) jobs of `owner` less not yet finished (the per-key quota's count).
+local function finished_for(tenants, owner, n)
+  if owner and owner ~= '' then count_unfinished(tenants, {[owner] = -(n or 1)}) end
 end
 -- Reads up to `want` new entries for `consumer`, high priority first (streams and rings: the
 -- three priorities' keys). When a stream has fewer than wanted, jobs of API keys are fed onto
