@@ -63,9 +63,10 @@ pub(super) async fn record_results(
         let take_along = !shutdown.is_triggered()
             && !shared.drained.load(Ordering::Relaxed)
             && !shared.reclaim.lock().expect("reclaim clock").is_due();
-        let (results, taken) = match take_along {
-            true => record_and_take(&shared, &done).await,
-            false => (None, None),
+        let (results, taken) = if take_along {
+            record_and_take(&shared, &done).await
+        } else {
+            (None, None)
         };
         let results = match results {
             Some(results) => results,

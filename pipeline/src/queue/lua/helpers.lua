@@ -77,12 +77,11 @@ local function count_unfinished(tenants, by)
     table.insert(fields, 'unfinished:' .. owner)
     table.insert(deltas, n)
   end
+  if #fields == 0 then return end
   if #fields == 1 then
     if redis.call('HINCRBY', tenants, fields[1], deltas[1]) <= 0 then
       redis.call('HDEL', tenants, fields[1])
     end
-    return
-  elseif #fields == 0 then
     return
   end
   local counts = redis.call('HMGET', tenants, unpack(fields))

@@ -17,6 +17,6 @@ redis.call('HDEL', KEYS[1], 'error', 'finished_at', 'started_at', 'dead_entry', 
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('XADD', KEYS[2 + index], '*', 'id', id)
 local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner and owner ~= '' then redis.call('HINCRBY', KEYS[7], 'unfinished:' .. owner, 1) end
+if owner and owner ~= '' then count_unfinished(KEYS[7], {[owner] = 1}) end
 event(KEYS[6], ARGV[1], ARGV[2], id, 'queued', now, 0, 0, owner)
 return 'replayed'
