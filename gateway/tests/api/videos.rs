@@ -450,32 +450,26 @@ async fn uploads_are_judged_by_their_bytes() {
     app.stop().await;
 }
 
-/// The input file of a decoder that `worker` (a pid) is running right now, once there is one.
-fn decoder_input(worker: u32, limit: Duration) -> String {
+/// The decoders (ffmpeg processes, primed or not) that `worker` (a pid) runs right now, once
+/// there is one.
+fn decoders_of(worker: u32, limit: Duration) -> Vec<u32> {
     let started = Instant::now();
     loop {
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-                continue;
-            };
-            let parent = after
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u32>().ok());
-            let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<String> = command
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            if parent == Some(worker) && args.first().is_some_and(|a| a.ends_with("ffmpeg")) {
-                if let Some(i) = args.iter().position(|a| a == "-i") {
-                    return args[i + 1].clone();
-                }
-            }
+        let decoders: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let parent = stat
+                    .rfind(')')
+                    .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                parent == Some(worker) && is_decoder(*pid)
+            })
+            .collect();
+        if !decoders.is_empty() {
+            return decoders;
         }
         assert!(
             started.elapsed() < limit,
@@ -485,21 +479,15 @@ fn decoder_input(worker: u32, limit: Duration) -> String {
     }
 }
 
-/// Whether any live process still reads `input`.
-fn decoders_reading(input: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|entry| {
-            let dir = entry.path();
-            let state = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-            let zombie = state
-                .rfind(')')
-                .is_some_and(|i| state[i + 2..].starts_with('Z'));
-            let command = std::fs::read(dir.join("cmdline")).unwrap_or_default();
-            !zombie && String::from_utf8_lossy(&command).contains(input)
-        })
-        .count()
+/// Whether `pid` is a live (not zombie) ffmpeg.
+fn is_decoder(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat
+        .rfind(')')
+        .is_some_and(|i| stat[i + 2..].starts_with('Z'));
+    let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let program = command.split(|b| *b == 0).next().unwrap_or_default();
+    !zombie && String::from_utf8_lossy(program).ends_with("ffmpeg")
 }
 
 #[tokio::test]
@@ -516,20 +504,21 @@ async fn no_decoder_outlives_a_killed_or_stopped_worker() {
     for signal in ["KILL", "TERM"] {
         let mut worker = cluster.worker(&["--shutdown-timeout", "1s"]);
         let pid = worker.child.id();
-        let input = decoder_input(pid, Duration::from_secs(20));
-        assert_eq!(decoders_reading(&input), 1);
+        let decoders = decoders_of(pid, Duration::from_secs(20));
+        let alive = || decoders.iter().filter(|pid| is_decoder(**pid)).count();
         let signalled = Instant::now();
         worker.signal(signal);
         worker
             .wait_exit(Duration::from_secs(15))
             .expect("the worker exits");
-        let mut left = decoders_reading(&input);
+        let mut left = alive();
         while left > 0 && signalled.elapsed() < Duration::from_secs(2) {
             std::thread::sleep(Duration::from_millis(20));
-            left = decoders_reading(&input);
+            left = alive();
         }
         println!(
-            "DECODER after SIG{signal} of its worker: {left} left, {:.2} s after the signal",
+            "DECODER after SIG{signal} of its worker: {left} of {} left, {:.2} s after the signal",
+            decoders.len(),
             signalled.elapsed().as_secs_f64()
         );
         assert_eq!(left, 0, "a decoder outlived its worker (SIG{signal})");

@@ -1,6 +1,9 @@
 //! Decoder processes that cannot outlive their worker or take it down: each runs under
 //! `setpriv --pdeathsig KILL` (killed when its parent dies, SIGKILL included) and
-//! `prlimit --as` (a memory cap), with nothing on stdin. The parent-death signal fires when
+//! `prlimit --as` (a memory cap), with nothing on stdin but what it is given ([`prime`]: a
+//! child started ahead of its work, loaded and waiting for its instructions, so that the
+//! seconds' fraction a program like ffmpeg spends loading its libraries overlaps other work).
+//! The parent-death signal fires when
 //! the *thread* that forked exits, so every child is spawned by one long-lived thread, never by
 //! a pool thread that may come and go. No `unsafe` code is needed for either.
 //!
@@ -9,7 +12,7 @@
 //! killed at once.
 
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -80,8 +83,9 @@ fn spawn(command: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("the decoder spawner is gone"))?
 }
 
-/// The command line: `setpriv --pdeathsig KILL -- prlimit --as=N -- PROGRAM ARGS`.
-fn limited(program: &str, args: &[OsString], limits: &ChildLimits) -> Command {
+/// The command line: `setpriv --pdeathsig KILL -- prlimit --as=N -- PROGRAM ARGS`, with
+/// `stdin` (nothing, or a pipe for a primed child).
+fn limited(program: &str, args: &[OsString], limits: &ChildLimits, stdin: Stdio) -> Command {
     let mut command = Command::new("setpriv");
     command
         .args(["--pdeathsig", "KILL", "--", "prlimit"])
@@ -89,7 +93,7 @@ fn limited(program: &str, args: &[OsString], limits: &ChildLimits) -> Command {
         .arg("--")
         .arg(program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
@@ -130,9 +134,65 @@ pub fn run_streaming(
     stop: &dyn Fn() -> Option<Interrupt>,
     sink: &mut dyn FnMut(&[u8]) -> Flow,
 ) -> Result<Finished, ChildError> {
-    let started = Instant::now();
-    let mut child = spawn(limited(program, args, limits))
+    let child = spawn(limited(program, args, limits, Stdio::null()))
         .map_err(|e| ChildError::Spawn(format!("{program}: {e}")))?;
+    follow(child, limits, stop, sink)
+}
+
+/// A child started before its input was known: loading, or waiting on stdin for what to do.
+/// Killed if dropped unused.
+pub struct Primed {
+    child: Option<Child>,
+    limits: ChildLimits,
+}
+
+/// Starts `program` with `args` under `limits`, its stdin a pipe that [`Primed::run_streaming`]
+/// writes to.
+pub fn prime(program: &str, args: &[OsString], limits: &ChildLimits) -> Result<Primed, ChildError> {
+    let child = spawn(limited(program, args, limits, Stdio::piped()))
+        .map_err(|e| ChildError::Spawn(format!("{program}: {e}")))?;
+    Ok(Primed {
+        child: Some(child),
+        limits: *limits,
+    })
+}
+
+impl Primed {
+    /// Gives the child `input` on stdin (then closes it) and follows it as [`run_streaming`]
+    /// does; the stall watchdog counts from now.
+    pub fn run_streaming(
+        mut self,
+        input: &[u8],
+        stop: &dyn Fn() -> Option<Interrupt>,
+        sink: &mut dyn FnMut(&[u8]) -> Flow,
+    ) -> Result<Finished, ChildError> {
+        let mut child = self.child.take().expect("a primed child runs once");
+        if let Some(mut stdin) = child.stdin.take() {
+            // A child that died meanwhile refuses the write; how it ended is read below.
+            let _ = stdin.write_all(input);
+        }
+        follow(child, &self.limits, stop, sink)
+    }
+}
+
+impl Drop for Primed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Feeds a started child's stdout to `sink` until it ends, under the stall watchdog and `stop`,
+/// and collects its exit and stderr.
+fn follow(
+    mut child: Child,
+    limits: &ChildLimits,
+    stop: &dyn Fn() -> Option<Interrupt>,
+    sink: &mut dyn FnMut(&[u8]) -> Flow,
+) -> Result<Finished, ChildError> {
+    let started = Instant::now();
     // Milliseconds since the start when the child last wrote to stderr.
     let progress = Arc::new(AtomicU64::new(0));
     let (chunks, stdout) = child.stdout.take().map(forward).unzip();
@@ -321,6 +381,26 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn a_primed_child_waits_for_its_input_and_an_unused_one_is_killed() {
+        let primed = prime("cat", &[], &LIMITS).unwrap();
+        let mut out = Vec::new();
+        let finished = primed
+            .run_streaming(b"a graph", &|| None, &mut |chunk| {
+                out.extend_from_slice(chunk);
+                Flow::More
+            })
+            .unwrap();
+        assert!(finished.status.success());
+        assert_eq!(out, b"a graph");
+
+        let unused = prime("sleep", &args(&["30"]), &LIMITS).unwrap();
+        let pid = unused.child.as_ref().map(Child::id).unwrap();
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        drop(unused);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
     }
 
     #[test]

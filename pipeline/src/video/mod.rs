@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use choose::{choose_times, thin};
 pub use error::VideoError;
-pub use extract::{Frame, FrameReader};
+pub use extract::{Frame, FrameReader, PrimedDecoders};
 pub use poster::{poster, score};
 pub use probe::{probe, VideoInfo};
 pub use process::{process_video, ProcessedVideo};

@@ -34,6 +34,15 @@ pub struct VideoInfo {
     /// hold only one): how much a seek decodes.
     #[serde(skip)]
     pub keyframe_interval: f64,
+    /// The video stream's index in the file.
+    #[serde(skip)]
+    pub stream_index: u32,
+    /// The sample aspect ratio (num, den) the container or codec states; 1:1 when unsaid.
+    #[serde(skip)]
+    pub sample_aspect: (u32, u32),
+    /// The display matrix mirrors the picture (as a front camera may), not only turns it.
+    #[serde(skip)]
+    pub mirrored: bool,
 }
 
 /// Probes `path` (a `container` by its bytes).
@@ -129,7 +138,8 @@ fn read_report(report: &Value, container: Container) -> Result<VideoInfo, VideoE
         ));
     }
     let rotation = rotation(video);
-    let (width, height) = displayed(stored, sample_aspect(video), rotation);
+    let sample_aspect = sample_aspect(video);
+    let (width, height) = displayed(stored, sample_aspect, rotation);
     let duration = number(&report["format"]["duration"])
         .or_else(|| number(&video["duration"]))
         .unwrap_or(0.0)
@@ -149,6 +159,9 @@ fn read_report(report: &Value, container: Container) -> Result<VideoInfo, VideoE
             .or_else(|| number(&report["format"]["start_time"]))
             .unwrap_or(0.0),
         keyframe_interval: keyframe_interval(report, video["index"].as_u64()),
+        stream_index: video["index"].as_u64().unwrap_or(0) as u32,
+        sample_aspect,
+        mirrored: mirrored(video),
     })
 }
 
@@ -216,6 +229,24 @@ fn rotation(video: &Value) -> u32 {
     (degrees.rem_euclid(360) as u32 / 90) * 90
 }
 
+/// Whether the display matrix (ffprobe's text of its nine numbers) flips the picture: the
+/// determinant of its 2×2 part is negative.
+fn mirrored(video: &Value) -> bool {
+    let matrix = video["side_data_list"]
+        .as_array()
+        .and_then(|list| list.iter().find_map(|d| d["displaymatrix"].as_str()));
+    let Some(matrix) = matrix else {
+        return false;
+    };
+    // Lines `0000000i: a b c`: the row number, then the numbers.
+    let m: Vec<i64> = matrix
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .flat_map(|(_, row)| row.split_whitespace().filter_map(|n| n.parse().ok()))
+        .collect();
+    m.len() == 9 && m[0] * m[4] - m[1] * m[3] < 0
+}
+
 /// The sample aspect ratio, `(num, den)`; 1:1 when unsaid or nonsense.
 fn sample_aspect(video: &Value) -> (u32, u32) {
     video["sample_aspect_ratio"]
@@ -269,6 +300,16 @@ mod tests {
     }
 
     #[test]
+    fn display_matrices_that_flip_are_told_from_turns() {
+        let matrix = |rows: &str| serde_json::json!({"side_data_list": [{"displaymatrix": rows}]});
+        let turn = "\n00000000:            0       65536           0\n00000001:      -65536           0           0\n00000002:           0           0  1073741824\n";
+        let flip = "\n00000000:       -65536           0           0\n00000001:            0       65536           0\n00000002:           0           0  1073741824\n";
+        assert!(!mirrored(&matrix(turn)));
+        assert!(mirrored(&matrix(flip)));
+        assert!(!mirrored(&serde_json::json!({})));
+    }
+
+    #[test]
     fn reports_read_as_the_record_shows_them() {
         let report = serde_json::json!({
             "format": {"duration": "4.167", "format_name": "mov,mp4,m4a,3gp,3g2,mj2", "tags": {"major_brand": "isom"}},
@@ -286,6 +327,7 @@ mod tests {
             ("h264", "mp4")
         );
         assert!(info.has_audio && (info.duration - 4.167).abs() < 1e-9 && info.fps == 30.0);
+        assert!(!info.mirrored && info.sample_aspect == (1, 1));
         let audio_only = serde_json::json!({"format": {}, "streams": [{"codec_type": "audio"}]});
         assert_eq!(
             read_report(&audio_only, Container::IsoBmff),

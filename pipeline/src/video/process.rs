@@ -15,7 +15,8 @@ use rayon::prelude::*;
 
 use super::child::Flow;
 use super::{
-    choose_times, poster, probe, Frame, FrameReader, Video, VideoError, VideoInfo, VideoLimits,
+    choose_times, poster, probe, Frame, FrameReader, PrimedDecoders, Video, VideoError, VideoInfo,
+    VideoLimits,
 };
 use crate::engine::{
     Container, EngineError, FrameRenderer, FrameSource, Interrupt, Limits, Observer, RawLayout,
@@ -73,12 +74,14 @@ pub fn process_video(
         return job.finish(sprite_url);
     }
     let stop = || observer.on_stage(Stage::Step).err();
+    // Decoders load while the probe runs; a refusal stops them unused.
+    let primed = PrimedDecoders::start(primed_for(&wanted.frames), video_limits);
     let info = probe(path, container, video_limits, &stop)?;
     let video = Video {
         path: path.to_owned(),
         info,
     };
-    let reader = FrameReader::new(&video, video_limits, shrink(spec));
+    let reader = FrameReader::new(&video, video_limits, shrink(spec)).with_primed(&primed);
     let budget = (wanted.max_frames as usize).min(limits.max_frames).max(1);
     let times = choose_times(
         path,
@@ -91,10 +94,27 @@ pub fn process_video(
     let mut job = VideoRender::new(&video, spec, limits, observer, times.len().max(1));
     let keyframes = wanted.frames == FrameChoice::Keyframes;
     match plan(&times, &video.info, keyframes) {
-        Some(spans) => decode_spans(&reader, &times, &spans, keyframes, observer, &mut job)?,
+        Some(spans) => {
+            primed.keep(spans.len());
+            decode_spans(&reader, &times, &spans, keyframes, observer, &mut job)?
+        }
         None => seek_each(&reader, &times, &stop, &mut job)?,
     }
+    drop(primed);
     job.finish(sprite_url)
+}
+
+/// How many decoders to start before the probe: one per engine thread for the choices whose
+/// frames are decoded by time (the first passes take them), none for keyframes and scenes
+/// (their own passes come first).
+fn primed_for(choice: &FrameChoice) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    match choice {
+        FrameChoice::Every(_) => threads,
+        FrameChoice::Count(count) => (*count as usize).min(threads),
+        FrameChoice::At(times) => times.len().min(threads),
+        FrameChoice::Poster | FrameChoice::Keyframes | FrameChoice::Scenes(_) => 0,
+    }
 }
 
 /// How small frames may come from the decoder (width, height; 0: any) and still give every

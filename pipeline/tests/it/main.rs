@@ -11,3 +11,4 @@ mod replicated;
 mod spec;
 mod storage;
 mod tenants;
+mod video;
