@@ -11,7 +11,13 @@
 #      against {"count": 10} of the 12 s slideshow: seeking, not decoding ten minutes.
 #   3. peak RSS of the worker and of its decoders on the 1080p HEVC file.
 #
+#   4. with ALTERNATE=1 instead: count10 and every1 with decoders primed while the probe runs
+#      (the default) and not (the same file under a directory whose name has a `+`, which the
+#      filter graph will not quote, so every pass starts its own decoder), and the fps script,
+#      one of each per round, medians of RUNS rounds — the machine's drift falls on all three.
+#
 #   scripts/bench-video.sh            # RUNS=5
+#   ALTERNATE=1 RUNS=9 scripts/bench-video.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CORPUS=${IMAGEPIPE_CORPUS:-../shared/corpus}
@@ -101,7 +107,48 @@ quality() { # file times...
   printf '%d B, SSIM %.4f' "$((total / n))" "$(echo "$ssim_sum / $n" | bc -l)"
 }
 
+# Seconds one run of "$@" takes.
+seconds() {
+  rm -rf "$WORK/out" && mkdir -p "$WORK/out"
+  local start end
+  start=$(date +%s.%N)
+  "$@" >/dev/null 2>&1
+  end=$(date +%s.%N)
+  echo "$end - $start" | bc -l
+}
+middle() { sort -g | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
+
+alternate() {
+  mkdir -p "$WORK/unprimed+"
+  echo "| file | frames | primed s | not primed s | fps script s | primed ÷ fps | not primed ÷ fps |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+  for name in slideshow-vp9-opus.webm slideshow-hevc10.mov slideshow-h264-aac.mp4; do
+    local file="$CORPUS/video/$name" unprimed="$WORK/unprimed+/$name"
+    cp "$file" "$unprimed"
+    local d; d=$(duration "$file")
+    for choice in count10 every1; do
+      local times rate on=() off=() fps=()
+      read -r -a times <<<"$(times_for "$choice" "$d")"
+      rate=$(python3 -c "print(${#times[@]}/$d)")
+      for _ in $(seq "$RUNS"); do
+        on+=("$(seconds imagepipe "$choice" jpeg "$file")")
+        off+=("$(seconds imagepipe "$choice" jpeg "$unprimed")")
+        fps+=("$(seconds fps_script "$file" "$rate")")
+      done
+      local a b r
+      a=$(printf '%s\n' "${on[@]}" | middle)
+      b=$(printf '%s\n' "${off[@]}" | middle)
+      r=$(printf '%s\n' "${fps[@]}" | middle)
+      echo "| $name | $choice | $a | $b | $r | $(python3 -c "print(f'{$a/$r:.2f}')") | $(python3 -c "print(f'{$b/$r:.2f}')") |"
+    done
+  done
+}
+
 echo "# video benchmark, $(date -u +%F), $CORES cores, ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), RUNS=$RUNS"
+if [ "${ALTERNATE:-0}" = 1 ]; then
+  alternate
+  exit 0
+fi
 echo
 echo "| file | frames | imagepipe JPEG s | imagepipe WebP s | per-frame script s | fps script s | imagepipe ÷ better script | JPEG bytes/frame, SSIM: imagepipe · per-frame script |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
