@@ -1,11 +1,10 @@
 //! Decoder processes that cannot outlive their worker or take it down: each runs under
 //! `setpriv --pdeathsig KILL` (killed when its parent dies, SIGKILL included) and
 //! `prlimit --as` (a memory cap), with nothing on stdin but what it is given ([`prime`]: a
-//! child started ahead of its work, loaded and waiting for its instructions, so that the
-//! seconds' fraction a program like ffmpeg spends loading its libraries overlaps other work).
-//! The parent-death signal fires when
-//! the *thread* that forked exits, so every child is spawned by one long-lived thread, never by
-//! a pool thread that may come and go. No `unsafe` code is needed for either.
+//! child started ahead of its work, loaded and waiting for its instructions, so that the tens of
+//! milliseconds ffmpeg spends loading its libraries overlap other work). The parent-death signal
+//! fires when the *thread* that forked exits, so every child is spawned by one long-lived
+//! thread, never by a pool thread that may come and go. No `unsafe` code is needed for either.
 //!
 //! While a child runs, its caller's `stop` is polled and the output is watched: a child that
 //! writes nothing for the stall limit, or that its caller stops (cancel, deadline, shutdown), is
@@ -168,6 +167,7 @@ impl Primed {
     ) -> Result<Finished, ChildError> {
         let mut child = self.child.take().expect("a primed child runs once");
         if let Some(mut stdin) = child.stdin.take() {
+            // A few KiB at most: the pipe's buffer holds it, so this never waits on the child.
             // A child that died meanwhile refuses the write; how it ended is read below.
             let _ = stdin.write_all(input);
         }
