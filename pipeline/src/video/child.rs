@@ -22,6 +22,9 @@ use crate::engine::Interrupt;
 
 /// How often a running child's caller is asked whether to stop.
 const POLL: Duration = Duration::from_millis(20);
+/// The most one round of the watch counts towards a stall: a longer gap between rounds is a
+/// pause of the machine or of the watching thread, not the child's.
+const MAX_POLL_GAP: Duration = Duration::from_secs(1);
 
 /// What a finished child wrote.
 #[derive(Debug)]
@@ -192,16 +195,11 @@ fn follow(
     stop: &dyn Fn() -> Option<Interrupt>,
     sink: &mut dyn FnMut(&[u8]) -> Flow,
 ) -> Result<Finished, ChildError> {
-    let started = Instant::now();
-    // Milliseconds since the start when the child last wrote to stderr.
+    // Bytes the child has written to stderr (ffmpeg's progress lines among them).
     let progress = Arc::new(AtomicU64::new(0));
     let (chunks, stdout) = child.stdout.take().map(forward).unzip();
-    let stderr = child
-        .stderr
-        .take()
-        .map(|err| drain(err, started, progress.clone()));
+    let stderr = child.stderr.take().map(|err| drain(err, progress.clone()));
     let watch = Watch {
-        started,
         progress: &progress,
         stall: limits.stall,
         stop,
@@ -233,7 +231,6 @@ enum Ended {
 
 /// What a running child is watched against.
 struct Watch<'a> {
-    started: Instant,
     progress: &'a AtomicU64,
     stall: Duration,
     stop: &'a dyn Fn() -> Option<Interrupt>,
@@ -249,18 +246,23 @@ impl Watch<'_> {
         sink: &mut dyn FnMut(&[u8]) -> Flow,
     ) -> Result<Ended, ChildError> {
         let mut open = chunks;
-        let mut last_output = Duration::ZERO;
+        // Time without progress, counted only while this loop runs: a pause of the whole
+        // machine (a frozen VM: one of ~10 s was measured here) or of this thread is no stall
+        // of the child's.
+        let (mut idle, mut tick) = (Duration::ZERO, Instant::now());
+        let mut written = self.progress.load(Ordering::Relaxed);
         loop {
             if let Some(interrupt) = (self.stop)() {
                 return Err(ChildError::Stopped(interrupt));
             }
-            let written = Duration::from_millis(self.progress.load(Ordering::Relaxed));
-            if self
-                .started
-                .elapsed()
-                .saturating_sub(written.max(last_output))
-                > self.stall
-            {
+            let now = Instant::now();
+            idle += (now - tick).min(MAX_POLL_GAP);
+            tick = now;
+            let progress = self.progress.load(Ordering::Relaxed);
+            if progress != written {
+                (written, idle) = (progress, Duration::ZERO);
+            }
+            if idle > self.stall {
                 return Err(ChildError::Stalled(self.stall));
             }
             let Some(receiver) = open else {
@@ -278,7 +280,8 @@ impl Watch<'_> {
             match receiver.recv_timeout(POLL) {
                 Ok(chunk) => {
                     let flow = sink(&chunk);
-                    last_output = self.started.elapsed();
+                    // Time in `sink` is not the child's.
+                    (idle, tick) = (Duration::ZERO, Instant::now());
                     if flow == Flow::Enough {
                         return Ok(Ended::Early);
                     }
@@ -312,10 +315,9 @@ fn forward(
     (rx, thread)
 }
 
-/// Reads a pipe to its end on a thread of its own, noting when bytes arrive.
+/// Reads a pipe to its end on a thread of its own, counting the bytes as they arrive.
 fn drain(
     mut pipe: impl Read + Send + 'static,
-    started: Instant,
     progress: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
@@ -326,7 +328,7 @@ fn drain(
                 Ok(0) | Err(_) => return all,
                 Ok(n) => {
                     all.extend_from_slice(&buf[..n]);
-                    progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    progress.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
         }
