@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::child::{self, ChildLimits};
+use super::child;
 use super::probe::{first_line, from_child};
 use super::{VideoError, VideoInfo, VideoLimits};
 use crate::engine::Interrupt;
@@ -82,13 +82,6 @@ fn thin_indices(count: usize, budget: usize) -> Vec<usize> {
         .collect()
 }
 
-fn ffmpeg_limits(limits: &VideoLimits) -> ChildLimits {
-    ChildLimits {
-        memory: limits.memory,
-        stall: limits.stall,
-    }
-}
-
 /// Presentation times of the keyframes, from the packets' flags (nothing is decoded).
 fn keyframe_times(
     path: &Path,
@@ -112,8 +105,7 @@ fn keyframe_times(
     .map(OsString::from)
     .collect();
     args.push(path.as_os_str().to_owned());
-    let finished =
-        child::run("ffprobe", &args, &ffmpeg_limits(limits), stop).map_err(from_child)?;
+    let finished = child::run("ffprobe", &args, &limits.child(), stop).map_err(from_child)?;
     let mut times: Vec<f64> = String::from_utf8_lossy(&finished.stdout)
         .lines()
         .filter_map(|line| {
@@ -158,7 +150,7 @@ fn scene_times(
         .iter()
         .map(OsString::from),
     );
-    let finished = child::run("ffmpeg", &args, &ffmpeg_limits(limits), stop).map_err(from_child)?;
+    let finished = child::run("ffmpeg", &args, &limits.child(), stop).map_err(from_child)?;
     if !finished.status.success() {
         return Err(VideoError::Damaged(first_line(
             &finished.stderr,

@@ -12,7 +12,7 @@
 use std::ffi::OsString;
 use std::sync::{Mutex, PoisonError};
 
-use super::child::{self, ChildLimits, Finished, Flow, Primed};
+use super::child::{self, Finished, Flow, Primed};
 use super::choose::showinfo_times;
 use super::probe::{first_line, from_child};
 use super::{Video, VideoError, VideoLimits};
@@ -50,7 +50,6 @@ pub struct Frame {
 /// its libraries, and these do it meanwhile, then wait on stdin for a filter graph
 /// ([`child::prime`]). A pass that can be said as a graph takes one; the rest are stopped when
 /// this is dropped.
-#[derive(Default)]
 pub struct PrimedDecoders {
     ready: Mutex<Vec<Primed>>,
 }
@@ -73,7 +72,7 @@ impl PrimedDecoders {
         .collect();
         args.extend(OUTPUT.iter().map(OsString::from));
         let ready = (0..count)
-            .filter_map(|_| child::prime("ffmpeg", &args, &child_limits(limits)).ok())
+            .filter_map(|_| child::prime("ffmpeg", &args, &limits.child()).ok())
             .collect();
         PrimedDecoders {
             ready: Mutex::new(ready),
@@ -322,7 +321,7 @@ impl<'a> FrameReader<'a> {
             None => child::run_streaming(
                 "ffmpeg",
                 &self.args(pass),
-                &child_limits(self.limits),
+                &self.limits.child(),
                 stop,
                 &mut sink,
             ),
@@ -441,13 +440,6 @@ impl<'a> FrameReader<'a> {
     /// arithmetic).
     fn seconds(&self, pts: f64) -> f64 {
         ((pts - self.video.info.start_time).max(0.0) * 1000.0).round() / 1000.0
-    }
-}
-
-fn child_limits(limits: &VideoLimits) -> ChildLimits {
-    ChildLimits {
-        memory: limits.memory,
-        stall: limits.stall,
     }
 }
 

@@ -49,6 +49,16 @@ impl Default for VideoLimits {
     }
 }
 
+impl VideoLimits {
+    /// What each ffprobe or ffmpeg child runs under.
+    pub fn child(&self) -> child::ChildLimits {
+        child::ChildLimits {
+            memory: self.memory,
+            stall: self.stall,
+        }
+    }
+}
+
 /// A video to read: its file and what the probe found.
 #[derive(Debug, Clone)]
 pub struct Video {

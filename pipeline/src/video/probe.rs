@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::child::{self, ChildError, ChildLimits};
+use super::child::{self, ChildError};
 use super::{VideoError, VideoLimits};
 use crate::engine::{Container, Interrupt};
 
@@ -71,11 +71,7 @@ pub fn probe(
     .map(OsString::from)
     .chain([path.as_os_str().to_owned()])
     .collect();
-    let child_limits = ChildLimits {
-        memory: limits.memory,
-        stall: limits.stall,
-    };
-    let finished = child::run("ffprobe", &args, &child_limits, stop).map_err(from_child)?;
+    let finished = child::run("ffprobe", &args, &limits.child(), stop).map_err(from_child)?;
     if !finished.status.success() {
         // It is a video container by its bytes, and unreadable: damaged.
         return Err(VideoError::Damaged(first_line(
